@@ -1,0 +1,1 @@
+"""A generic actor runtime on trio."""

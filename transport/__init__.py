@@ -1,0 +1,1 @@
+"""Durable event streams: the protocol server, stores and a trio client. Knows nothing of agents."""
