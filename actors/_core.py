@@ -83,9 +83,10 @@ class MailboxStats:
 class _Runtime:
     """What all the cells of one actor system share."""
 
-    __slots__ = ("on_crash", "registry", "reports")
+    __slots__ = ("cells", "on_crash", "registry", "reports")
 
     def __init__(self, on_crash: Callable[[Any], None] | None = None) -> None:
+        self.cells: set[_Cell] = set()  # every cell whose task is running
         self.registry = Registry()
         self.reports: deque[Any] = deque(maxlen=1000)
         self.on_crash = on_crash
@@ -418,6 +419,7 @@ class _Cell:
         "actor",
         "capacity",
         "children",
+        "cleanup_scope",
         "ctx",
         "done",
         "error",
@@ -480,6 +482,7 @@ class _Cell:
         self.nursery: trio.Nursery | None = None
         self.children: trio.Nursery | None = None
         self.task: trio.lowlevel.Task | None = None
+        self.cleanup_scope: trio.CancelScope | None = None
         self.ref = ActorRef._create(self)
         self.ctx = ActorContext._create(self)
         if name is not None:
@@ -501,6 +504,7 @@ class _Cell:
         """Run the actor until it stops. Reports its ref through ``task_status`` once
         ``on_start`` has returned; raises what crashed it."""
         self.task = trio.lowlevel.current_task()
+        self.runtime.cells.add(self)
         try:
             async with trio.open_nursery() as children:
                 self.children = children
@@ -530,7 +534,8 @@ class _Cell:
             raise
         finally:
             self.state = ActorState.STOPPED
-            self.nursery = self.children = None
+            self.nursery = self.children = self.cleanup_scope = None
+            self.runtime.cells.discard(self)
             self.done.set()
 
     async def _loop(self) -> None:
@@ -574,9 +579,16 @@ class _Cell:
         for ask in pending:
             ask.fail(self.stopped_error("stopped before replying"))
 
+    def force(self) -> None:
+        """Cut everything short: the loop, and ``on_stop`` if it is running."""
+        self.request_stop(immediate=True)
+        if self.cleanup_scope is not None:
+            self.cleanup_scope.cancel()
+
     async def _cleanup(self) -> None:
         timeout = self.actor.cleanup_timeout()
         with shielded(timeout) as scope:
+            self.cleanup_scope = scope
             await self.actor.on_stop()
         if scope.cancelled_caught:
             logger.warning(

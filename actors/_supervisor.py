@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -147,6 +147,14 @@ class _Slot:
     restarts: int = 0
 
 
+def _specs(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:
+    specs = tuple(children)
+    for spec in specs:
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"children must be ChildSpec instances, not {spec!r}")
+    return specs
+
+
 @attrs.define(eq=False)
 class Supervisor(Actor):
     """An actor that runs children in its own nursery and restarts them by policy.
@@ -165,7 +173,7 @@ class Supervisor(Actor):
       each with its own bounded cleanup.
     """
 
-    children: Sequence[ChildSpec] = attrs.field(default=(), converter=tuple)
+    children: Sequence[ChildSpec] = attrs.field(default=(), converter=_specs)
     strategy: Strategy = attrs.field(
         default=Strategy.ONE_FOR_ONE, validator=attrs.validators.instance_of(Strategy)
     )

@@ -24,6 +24,16 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+def _sole_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside ``group`` (through nested groups), or None."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        if len(inner.exceptions) != 1:
+            return None
+        inner = inner.exceptions[0]
+    return inner
+
+
 @final
 class ActorSystem:
     """The root of an actor tree, used as ``async with``::
@@ -35,7 +45,10 @@ class ActorSystem:
     Top-level actors run under a root :class:`Supervisor` (one-for-one, with the given
     restart intensity). Leaving the block stops them all in reverse start order, each
     with its own bounded cleanup; after ``shutdown_timeout`` seconds whatever is left is
-    cancelled. When ``__aexit__`` returns, no task of the system is left running.
+    forced: message loops and ``on_stop`` calls still running are cancelled. When
+    ``__aexit__`` returns, no task of the system is left running (a background task
+    that shields its own cleanup without a deadline is the one thing that can delay
+    it: bound such cleanup with :func:`shielded`).
 
     The tree runs in a shielded scope of its own: cancelling the code around the
     ``async with`` does not tear actors down abruptly, it starts the orderly stop.
@@ -83,7 +96,14 @@ class ActorSystem:
     ) -> bool | None:
         stack, self._stack = self._stack, None
         assert stack is not None
-        return await stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The body ran inside the system's nursery, which wrapped its error in a
+            # group: hand the body's own exception back as it was raised.
+            if exc is None or _sole_leaf(group) is not exc:
+                raise
+        raise exc
 
     @asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[None]:
@@ -95,6 +115,9 @@ class ActorSystem:
                 self._state = _State.CLOSED
                 with shielded(self._shutdown_timeout):
                     await self._root.stop()
+                # Past the deadline: force whatever is left, cleanups included.
+                for cell in list(self._runtime.cells):
+                    cell.force()
                 assert self._tree_scope is not None
                 self._tree_scope.cancel()
 

@@ -54,3 +54,17 @@ class Recorder(Actor):
 
     async def on_stop(self) -> None:
         self.events.append(f"stop:{self.tag}")
+
+
+def all_tasks() -> set[trio.lowlevel.Task]:
+    """Every task of the running trio run, found by walking the task tree."""
+    found: set[trio.lowlevel.Task] = set()
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task is None or task in found:
+            continue
+        found.add(task)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return found
