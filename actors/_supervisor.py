@@ -11,7 +11,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from ._core import Actor, ActorRef, ActorState, _Cell, _crash_of
+from ._core import Actor, ActorRef, _Cell, _crash_of
 from ._errors import (
     ActorStopped,
     NameTaken,
@@ -145,6 +145,7 @@ class _Slot:
     spec: ChildSpec
     cell: _Cell
     restarts: int = 0
+    crash_reported: bool = False  # the crash of this cell (incarnation) was reported
 
 
 def _specs(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:
@@ -195,7 +196,7 @@ class Supervisor(Actor):
 
     async def on_stop(self) -> None:
         for slot in reversed(self._slots):
-            await slot.cell.ref.stop()
+            await self._stop_slot(slot)
 
     def cleanup_timeout(self) -> float:
         # Each child's on_stop is bounded by its own timeout; allow for all of them in
@@ -211,6 +212,13 @@ class Supervisor(Actor):
             await self._child_exited(msg.cell)
             return None
         if isinstance(msg, StartChild):
+            name = msg.spec.name
+            if name is not None and any(slot.spec.name == name for slot in self._slots):
+                # Also while that child is between two incarnations: it will be back.
+                raise NameTaken(
+                    f"supervisor {self.ctx.name!r} already has a child named {name!r}",
+                    actor=name,
+                )
             cell = await self._start(msg.spec)
             self._slots.append(_Slot(spec=msg.spec, cell=cell))
             return cell.ref
@@ -219,7 +227,7 @@ class Supervisor(Actor):
             if slot is None:
                 raise Refused(f"supervisor {self.ctx.name!r} has no child named {msg.name!r}")
             self._slots.remove(slot)
-            await slot.cell.ref.stop()
+            await self._stop_slot(slot)
             return None
         if isinstance(msg, WhichChildren):
             return [
@@ -234,6 +242,13 @@ class Supervisor(Actor):
         raise Refused(f"supervisor {self.ctx.name!r} does not understand {type(msg).__name__}")
 
     # -- internals ---------------------------------------------------------------------
+
+    async def _stop_slot(self, slot: _Slot) -> None:
+        """Stop a child for good. If it had crashed before we stopped it, its exit
+        notice will find no slot: report the crash here, so none goes unreported."""
+        await slot.cell.ref.stop()
+        if slot.cell.error is not None and not slot.crash_reported:
+            self._report(slot, slot.cell.error, "remove")
 
     def _find(self, name: str) -> _Slot | None:
         for slot in self._slots:
@@ -305,8 +320,18 @@ class Supervisor(Actor):
             await self._restart(slot)
             return
         for other in reversed(self._slots):
-            if other is not slot and other.cell.state is not ActorState.STOPPED:
-                await other.cell.ref.stop()
+            if other is slot:
+                continue
+            await other.cell.ref.stop()
+            crash = other.cell.error
+            if crash is not None and other.spec.restart is Restart.TEMPORARY:
+                self._report(other, crash, "remove")
+            elif crash is not None:
+                # It crashed too before we got to it: one more crash to count.
+                if self._intensity_exceeded():
+                    self._report(other, crash, "escalate")
+                    raise self._give_up()
+                self._report(other, crash, "restart")
         self._slots = [
             s for s in self._slots if s is slot or s.spec.restart is not Restart.TEMPORARY
         ]
@@ -317,8 +342,9 @@ class Supervisor(Actor):
         while True:
             try:
                 slot.cell = await self._start(slot.spec, restarts=slot.restarts + 1)
-            except SpawnError as exc:
-                # A failed restart is one more crash, within the same intensity.
+            except (SpawnError, NameTaken) as exc:
+                # A failed restart is one more crash, within the same intensity (the
+                # name may have been taken elsewhere while the child was down).
                 cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
                 if self._intensity_exceeded():
                     self._report(slot, cause, "escalate")
@@ -326,6 +352,7 @@ class Supervisor(Actor):
                 self._report(slot, cause, "restart")
             else:
                 slot.restarts += 1
+                slot.crash_reported = False
                 return
 
     def _intensity_exceeded(self) -> bool:
@@ -350,6 +377,7 @@ class Supervisor(Actor):
     def _report(
         self, slot: _Slot, error: Exception, action: Literal["restart", "remove", "escalate"]
     ) -> None:
+        slot.crash_reported = True
         report = CrashReport(
             supervisor=self.ctx.name,
             child=slot.cell.label,

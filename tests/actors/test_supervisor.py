@@ -302,8 +302,11 @@ async def test_start_and_stop_child_requests() -> None:
     async with ActorSystem() as system:
         sup = await system.spawn(Supervisor(), name="sup")
         child = await start_child(sup, recorder("x", events))
-        with pytest.raises(NameTaken, match=r"^an actor named 'x' is already running$"):
+        with pytest.raises(NameTaken, match=r"^supervisor 'sup' already has a child named 'x'$"):
             await start_child(sup, recorder("x", events))
+        other = await system.spawn(Supervisor(), name="other")
+        with pytest.raises(NameTaken, match=r"^an actor named 'x' is already running$"):
+            await start_child(other, recorder("x", events))
         await stop_child(sup, "x")
         assert not child.alive
         await settle()
