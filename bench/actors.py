@@ -128,6 +128,15 @@ async def ask_channel(n: int) -> float:
 # -- spawn + stop ----------------------------------------------------------------------
 
 
+async def member(
+    receive: trio.MemoryReceiveChannel[Any], *, task_status: trio.TaskStatus[None]
+) -> None:
+    """The raw counterpart of an idle actor: a task reading its channel."""
+    task_status.started()
+    async for _ in receive:
+        pass
+
+
 async def spawn_stop_actors(system: ActorSystem, n: int) -> float:
     async def run() -> None:
         refs: list[ActorRef] = [await system.spawn(Idle()) for _ in range(n)]
@@ -138,13 +147,6 @@ async def spawn_stop_actors(system: ActorSystem, n: int) -> float:
 
 
 async def spawn_stop_channels(n: int) -> float:
-    async def member(
-        receive: trio.MemoryReceiveChannel[Any], *, task_status: trio.TaskStatus[None]
-    ) -> None:
-        task_status.started()
-        async for _ in receive:
-            pass
-
     async with trio.open_nursery() as nursery:
 
         async def run() -> None:
@@ -176,13 +178,6 @@ async def bytes_per_actor(system: ActorSystem, n: int) -> float:
 
 
 async def bytes_per_channel(n: int) -> float:
-    async def member(
-        receive: trio.MemoryReceiveChannel[Any], *, task_status: trio.TaskStatus[None]
-    ) -> None:
-        task_status.started()
-        async for _ in receive:
-            pass
-
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
