@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from .docker_support import connect, in_ci
+from .node_support import ds_reference_url  # noqa: F401
 
 
 @pytest.fixture(scope="session")
