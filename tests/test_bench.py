@@ -6,20 +6,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .node_support import ensure_node_modules
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_actor_bench_prints_its_figures() -> None:
+def figures_of(*args: str) -> dict[str, str]:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.actors", "--tells", "200", "--asks", "50", "--actors", "20"],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
-        timeout=120,
+        timeout=300,
     ).stdout
     last = out.strip().splitlines()[-1]
-    figures = dict(item.split("=", 1) for item in last.split())
+    return dict(item.split("=", 1) for item in last.split())
+
+
+def test_actor_bench_prints_its_figures() -> None:
+    figures = figures_of("bench.actors", "--tells", "200", "--asks", "50", "--actors", "20")
     for key in ("tell_per_s", "tell_ratio_vs_channel", "ask_rtt_us", "spawn_stop_per_s"):
         assert float(figures[key]) > 0, key
     assert figures["actors"] == "20"
+
+
+def test_streams_bench_prints_its_figures() -> None:
+    ensure_node_modules()
+    figures = figures_of("bench.streams", "--quick")
+    for key in ("latency_p50_ratio", "small_msgs_ratio", "large_ratio", "fanout_p99_ms"):
+        assert float(figures[key]) > 0, key
