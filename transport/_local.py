@@ -79,15 +79,17 @@ def encode_json_append(body: bytes, *, initial: bool) -> bytes | None:
         value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"invalid JSON: {exc}") from None
-    values = value if isinstance(value, list) else [value]
-    if not values:
+    if not isinstance(value, list):
+        value = [value]
+    elif not value:
         if initial:
             return None
         raise BadRequest("empty JSON arrays cannot be appended")
-    return ",".join(
-        json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        for item in values
-    ).encode("utf-8")
+    # One C-accelerated dump of the whole list; without its brackets it is exactly the
+    # values, compact and comma-joined.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)[
+        1:-1
+    ].encode("utf-8")
 
 
 class _Stream:
