@@ -34,12 +34,12 @@ from ._errors import (
 )
 
 __all__ = [
-    "AppendResult",
+    "AppendAck",
     "Chunk",
-    "CreateResult",
+    "CreateAck",
     "ProducerAck",
     "RetryPolicy",
-    "StreamInfo",
+    "StreamMetadata",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ class Chunk:
 
 
 @attrs.frozen(kw_only=True)
-class AppendResult:
+class AppendAck:
     """An acknowledged append (or close)."""
 
     #: The stream's tail right after this append: the offset after its data.
@@ -231,7 +231,7 @@ class ProducerAck:
 
 
 @attrs.frozen(kw_only=True)
-class CreateResult:
+class CreateAck:
     """The answer to a create: ``created`` is false when an identical stream existed."""
 
     created: bool
@@ -241,7 +241,7 @@ class CreateResult:
 
 
 @attrs.frozen(kw_only=True)
-class StreamInfo:
+class StreamMetadata:
     """A stream's metadata (``HEAD``)."""
 
     content_type: str

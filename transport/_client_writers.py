@@ -1,4 +1,4 @@
-"""Writers that batch appends: :class:`Batcher` (plain appends) and :class:`Producer`
+"""Writers that batch appends: :class:`Batcher` (plain appends) and :class:`IdempotentProducer`
 (an idempotent producer: exactly-once appends across retries).
 
 Both collect the appends made within ``linger`` seconds of the first one (or until
@@ -27,7 +27,7 @@ from ._client_wire import (
     PRODUCER_EPOCH,
     PRODUCER_ID,
     PRODUCER_SEQ,
-    AppendResult,
+    AppendAck,
     ClosesOnExit,
     ProducerAck,
     dump_json,
@@ -42,7 +42,7 @@ from ._errors import Fenced, StreamError
 if TYPE_CHECKING:
     from .client import StreamHandle
 
-__all__ = ["DEFAULT_LINGER", "DEFAULT_MAX_BATCH_BYTES", "Batcher", "Producer"]
+__all__ = ["DEFAULT_LINGER", "DEFAULT_MAX_BATCH_BYTES", "Batcher", "IdempotentProducer"]
 
 #: Seconds a batch waits for more appends after its first one.
 DEFAULT_LINGER: Final = 0.005
@@ -53,7 +53,7 @@ _MAX_CLAIMS: Final = 3
 #: The protocol's bound on producer epochs and sequence numbers.
 _MAX_SAFE_INT: Final = 2**53 - 1
 
-R = TypeVar("R", AppendResult, ProducerAck)
+R = TypeVar("R", AppendAck, ProducerAck)
 
 
 @final
@@ -354,11 +354,11 @@ class _Writer(ClosesOnExit, Generic[R]):
 
 
 @final
-class Batcher(_Writer[AppendResult]):
+class Batcher(_Writer[AppendAck]):
     """Plain appends, batched. Get one from :meth:`StreamHandle.batcher`; use it as
     ``async with`` (leaving it flushes) or call :meth:`aclose`.
 
-    Each ``append`` returns the :class:`AppendResult` of its batch: the tail after the
+    Each ``append`` returns the :class:`AppendAck` of its batch: the tail after the
     whole batch. A refused batch (``StreamClosed``, ``Conflict``, ...) fails every
     append in it with that error; later batches are still tried. Nothing is retried: a
     plain append is not idempotent. If the task sending a batch is cancelled
@@ -377,7 +377,7 @@ class Batcher(_Writer[AppendResult]):
     def __repr__(self) -> str:
         return f"<Batcher {self._handle.url} pending={len(self._pending)}>"
 
-    async def _send(self, batch: list[_Entry[AppendResult]]) -> None:
+    async def _send(self, batch: list[_Entry[AppendAck]]) -> None:
         body = self._batch_body(batch)
         try:
             result = await self._handle._post(
@@ -403,7 +403,7 @@ class Batcher(_Writer[AppendResult]):
 
 
 @final
-class Producer(_Writer[ProducerAck]):
+class IdempotentProducer(_Writer[ProducerAck]):
     """An idempotent producer: appends batched and sent with ``Producer-Id``,
     ``Producer-Epoch`` and ``Producer-Seq`` (one sequence number per batch), so that
     retrying a batch can never write it twice. Get one from
@@ -450,7 +450,7 @@ class Producer(_Writer[ProducerAck]):
         auto_claim: bool,
         linger: float,
         max_batch_bytes: int,
-    ) -> Producer:
+    ) -> IdempotentProducer:
         if not isinstance(producer_id, str) or not producer_id:
             raise ValueError(f"producer_id must be a non-empty string, not {producer_id!r}")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= _MAX_SAFE_INT:
@@ -467,7 +467,7 @@ class Producer(_Writer[ProducerAck]):
 
     def __repr__(self) -> str:
         return (
-            f"<Producer {self._producer_id!r} epoch={self._epoch} seq={self._seq} "
+            f"<IdempotentProducer {self._producer_id!r} epoch={self._epoch} seq={self._seq} "
             f"{self._handle.url}>"
         )
 

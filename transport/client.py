@@ -21,7 +21,7 @@ protocol operation: :meth:`~StreamHandle.create`, :meth:`~StreamHandle.append` /
 (an idempotent producer: exactly-once appends across retries).
 
 Offsets are opaque strings: ``"-1"`` is the start of a stream, ``"now"`` its tail, and
-every other one comes from the server (``Chunk.offset``, ``AppendResult.offset``).
+every other one comes from the server (``Chunk.offset``, ``AppendAck.offset``).
 
 Errors derive from ``StreamError``: refusals come back as the server's own classes
 (``StreamNotFound``, ``Conflict``, ``StreamClosed``, ``Fenced``, ``SequenceGap``, ...),
@@ -53,14 +53,14 @@ from ._client_wire import (
     SEQ,
     START,
     TTL,
-    AppendResult,
+    AppendAck,
     Chunk,
     ClosesOnExit,
-    CreateResult,
+    CreateAck,
     Http,
     ProducerAck,
     RetryPolicy,
-    StreamInfo,
+    StreamMetadata,
     check_offset,
     chunk_from_response,
     dump_json,
@@ -72,25 +72,25 @@ from ._client_wire import (
     require_offset,
     to_bytes,
 )
-from ._client_writers import DEFAULT_LINGER, DEFAULT_MAX_BATCH_BYTES, Batcher, Producer
+from ._client_writers import DEFAULT_LINGER, DEFAULT_MAX_BATCH_BYTES, Batcher, IdempotentProducer
 
 __all__ = [
     "NOW",
     "START",
-    "AppendResult",
+    "AppendAck",
     "Batcher",
     "Chunk",
-    "CreateResult",
+    "CreateAck",
+    "IdempotentProducer",
     "LiveMode",
     "LiveTail",
     "MalformedResponse",
-    "Producer",
     "ProducerAck",
     "ProducerFailed",
     "RetryPolicy",
     "StreamClient",
     "StreamHandle",
-    "StreamInfo",
+    "StreamMetadata",
     "StreamUnavailable",
     "UnexpectedStatus",
 ]
@@ -289,7 +289,7 @@ class StreamHandle:
         expires_at: datetime | str | None = None,
         closed: bool = False,
         body: bytes | str | None = None,
-    ) -> CreateResult:
+    ) -> CreateAck:
         """Create the stream (``PUT``), idempotently.
 
         Args:
@@ -335,14 +335,14 @@ class StreamHandle:
         )
         result_type = response.headers.get("Content-Type") or content_type
         self._learn(result_type)
-        return CreateResult(
+        return CreateAck(
             created=response.status_code == 201,
             offset=require_offset(response, what),
             content_type=result_type,
             closed=flag(response.headers, CLOSED),
         )
 
-    async def head(self) -> StreamInfo:
+    async def head(self) -> StreamMetadata:
         """The stream's metadata (``HEAD``); does not extend a sliding TTL."""
         what = self._what("head")
         response = await self._http().call("HEAD", self.url, what=what, ok=(200,), retry=True)
@@ -359,7 +359,7 @@ class StreamHandle:
                     f"{what}: {EXPIRES_AT} is not an RFC 3339 time: {raw!r}"
                 ) from None
         self._learn(content_type)
-        return StreamInfo(
+        return StreamMetadata(
             content_type=content_type,
             offset=require_offset(response, what),
             closed=flag(headers, CLOSED),
@@ -378,7 +378,7 @@ class StreamHandle:
 
     async def append(
         self, data: bytes | str, *, seq: str | None = None, close: bool = False
-    ) -> AppendResult:
+    ) -> AppendAck:
         """Append raw bytes (``str`` is encoded as UTF-8) with the stream's content type.
 
         On a JSON stream ``data`` is JSON text and a top-level array is flattened into
@@ -403,14 +403,14 @@ class StreamHandle:
 
     async def append_json(
         self, value: object, *, seq: str | None = None, close: bool = False
-    ) -> AppendResult:
+    ) -> AppendAck:
         """Append ``value`` as exactly one message of a JSON stream (a list is one
         message too). Same arguments and errors as :meth:`append`; ``ValueError`` /
         ``TypeError`` for what JSON cannot hold (NaN, sets, ...)."""
         self._require_json("append_json")
         return await self._post(dump_json([value]), content_type=JSON_TYPE, seq=seq, close=close)
 
-    async def close(self, final: bytes | str | None = None) -> AppendResult:
+    async def close(self, final: bytes | str | None = None) -> AppendAck:
         """Close the stream: nothing can be appended after it. Idempotent.
 
         With ``final``, that data is appended and the stream closed atomically (a
@@ -435,7 +435,7 @@ class StreamHandle:
         content_type: str | None,
         seq: str | None,
         close: bool,
-    ) -> AppendResult:
+    ) -> AppendAck:
         headers: dict[str, str] = {}
         if body and content_type is not None:
             headers["Content-Type"] = content_type
@@ -449,7 +449,7 @@ class StreamHandle:
         response = await self._http().call(
             "POST", self.url, what=what, ok=(200, 204), retry=False, headers=headers, content=body
         )
-        return AppendResult(
+        return AppendAck(
             offset=require_offset(response, what), closed=flag(response.headers, CLOSED)
         )
 
@@ -491,7 +491,11 @@ class StreamHandle:
         """A live tail from ``offset`` (``"-1"`` replays everything first, ``"now"``
         starts at the tail): an async iterator of :class:`Chunk`, best used as
         ``async with stream.live(...) as tail: async for chunk in tail``. See
-        :class:`LiveTail` for what it yields and how it resumes."""
+        :class:`LiveTail` for what it yields and how it resumes.
+
+        No I/O until iterated. If the handle does not know the stream's content type
+        yet, the first iteration asks for it (``HEAD``): JSON streams yield messages.
+        """
         if mode not in ("long-poll", "sse"):
             raise ValueError(f"mode must be 'long-poll' or 'sse', not {mode!r}")
         return LiveTail._create(self, check_offset(offset), mode)
@@ -514,10 +518,10 @@ class StreamHandle:
         auto_claim: bool = False,
         linger: float = DEFAULT_LINGER,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-    ) -> Producer:
-        """An idempotent :class:`Producer` named ``producer_id``, starting at ``epoch``
+    ) -> IdempotentProducer:
+        """An idempotent :class:`IdempotentProducer` named ``producer_id``, starting at ``epoch``
         (``auto_claim``: on fencing, claim the next epoch instead of failing)."""
-        return Producer._create(
+        return IdempotentProducer._create(
             self,
             producer_id=producer_id,
             epoch=epoch,

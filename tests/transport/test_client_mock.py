@@ -27,7 +27,7 @@ from transport._errors import (
     StreamError,
     StreamNotFound,
 )
-from transport.client import AppendResult, Chunk, Producer, RetryPolicy, StreamClient
+from transport.client import AppendAck, Chunk, IdempotentProducer, RetryPolicy, StreamClient
 
 BASE = "http://streams.test/v1/stream"
 O1, O2, O3 = "0000000000000000_0000000000000001", "0_2", "0_3"
@@ -353,7 +353,7 @@ async def test_byte_appends_learn_the_content_type_once_and_json_appends_wrap_on
     async with client_for(server) as client:
         stream = client.stream("s")
         assert (await stream.append("[1,2]")).offset == O1
-        assert await stream.append_json([1, 2], close=True) == AppendResult(offset=O2, closed=True)
+        assert await stream.append_json([1, 2], close=True) == AppendAck(offset=O2, closed=True)
         await stream.append_json("x", seq="0009")
         with pytest.raises(ValueError, match=r"^Out of range float values are not JSON compliant"):
             await stream.append_json(float("nan"))
@@ -655,7 +655,7 @@ async def test_a_refused_batch_fails_each_of_its_appends() -> None:
 # -- idempotent producer -------------------------------------------------------------------
 
 
-def text_producer(client: StreamClient, **options: Any) -> Producer:
+def text_producer(client: StreamClient, **options: Any) -> IdempotentProducer:
     options.setdefault("linger", 0)
     return client.stream("s", content_type="text/plain").producer("w", **options)
 
@@ -750,7 +750,12 @@ async def test_auto_claim_moves_past_the_fencing_epoch_and_resends_from_seq_0() 
 
 async def test_a_sequence_gap_is_a_clear_error() -> None:
     server = Server(
-        reply(409, b"Producer sequence gap", Producer_Expected_Seq="0", Producer_Received_Seq="5")
+        reply(
+            409,
+            b"IdempotentProducer sequence gap",
+            Producer_Expected_Seq="0",
+            Producer_Received_Seq="5",
+        )
     )
     async with client_for(server) as client:
         producer = text_producer(client)
