@@ -77,7 +77,8 @@ class LiveTail(ClosesOnExit):
     range (SSE data not yet confirmed by a control event is dropped and read again), so
     nothing is skipped or repeated. Reconnects back off as the client's
     :class:`RetryPolicy` says; after ``attempts`` failures in a row the iteration raises
-    :class:`StreamUnavailable` whose ``offset`` is where to resume. An SSE response the
+    :class:`StreamUnavailable` whose ``offset`` is where to resume (iterating the same
+    tail again later resumes there, with a fresh retry budget). An SSE response the
     server ends cleanly (servers cycle them) is reconnected at once. Refusals
     (``StreamNotFound``, ``StreamGone``, ...) and :class:`MalformedResponse` end the
     iteration.
@@ -226,8 +227,9 @@ class LiveTail(ClosesOnExit):
         policy = self._handle._http().retry
         self._failures += 1
         if self._failures > policy.attempts:
+            failures, self._failures = self._failures, 0  # iterating again retries afresh
             raise StreamUnavailable(
-                f"{self._what()}: gave up after {self._failures} failed attempts in a row; "
+                f"{self._what()}: gave up after {failures} failed attempts in a row; "
                 f"resume from offset {self._offset!r}. Last failure: {failure}",
                 status=failure.status,
                 offset=self._offset,

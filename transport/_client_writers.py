@@ -180,14 +180,13 @@ class _Writer(ClosesOnExit, Generic[R]):
         if not body:
             raise ValueError("nothing to append: an empty append would be lost in the batch")
         self._check_open()
-        if self._content_type is None or self._json is None:
+        if self._json is None:  # the first append: learn the type (HEAD if unknown)
             content_type = await self._handle._known_content_type()
             if is_json_type(content_type):
                 raise ValueError(
                     f"stream {self._handle.name!r} is a JSON stream: use append_json(), "
                     "whose messages batch as one array"
                 )
-            self._set_mode(json=False)
             self._content_type = content_type
         self._set_mode(json=False)
         return await self._submit(body)

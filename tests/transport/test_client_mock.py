@@ -418,6 +418,7 @@ async def test_a_live_tail_gives_up_with_the_offset_to_resume_from(
     server = Server(
         reply(200, b"a", content_type="text/plain", Stream_Next_Offset=O1),
         *[httpx.ConnectError("refused") for _ in range(4)],
+        reply(200, b"b", content_type="text/plain", Stream_Next_Offset=O2),
     )
     async with (
         client_for(server) as client,
@@ -429,8 +430,11 @@ async def test_a_live_tail_gives_up_with_the_offset_to_resume_from(
             match=r"gave up after 4 failed attempts in a row; resume from offset '0+_0+1'",
         ) as caught:
             await tail.__anext__()
+        # Iterating again later resumes from there, with a fresh retry budget.
+        assert (await tail.__anext__()).data == b"b"
     assert caught.value.offset == O1
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert server.params("offset") == ["-1", *[O1] * 5]
 
 
 async def test_a_refusal_ends_the_live_tail() -> None:
