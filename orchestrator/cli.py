@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -10,7 +11,17 @@ from pathlib import Path
 
 import trio
 
-from transport import DiskStore, MemoryStore, ServerSettings, Store, create_app, serve
+from transport import (
+    DiskStore,
+    MemoryStore,
+    ServerSettings,
+    Store,
+    SubscriptionManager,
+    create_app,
+    open_subscriptions,
+    serve,
+    subscriptions_available,
+)
 
 
 def _add_streams(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +47,13 @@ def _add_streams(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="SECONDS",
         help="how long a long-poll (or an idle SSE wait) lasts (default: 20)",
     )
+    streams.add_argument(
+        "--no-subscriptions",
+        dest="subscriptions",
+        action="store_false",
+        help="turn off the webhook and pull-wake subscription APIs under /v1/stream/__ds/ "
+        "(on by default when the 'cryptography' package is installed)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +76,14 @@ async def run_streams(args: argparse.Namespace) -> None:
     if args.long_poll_timeout <= 0:
         raise SystemExit("--long-poll-timeout must be > 0")
     store: Store = MemoryStore() if args.memory else DiskStore(args.data_dir)
-    async with store:
-        app = create_app(store, ServerSettings(long_poll_timeout=args.long_poll_timeout))
+    async with store, contextlib.AsyncExitStack() as stack:
+        subscriptions: SubscriptionManager | None = None
+        if args.subscriptions and subscriptions_available():
+            subscriptions = await stack.enter_async_context(open_subscriptions())
+        elif args.subscriptions:
+            print("streams: subscriptions off: the 'cryptography' package is missing", flush=True)
+        settings = ServerSettings(long_poll_timeout=args.long_poll_timeout)
+        app = create_app(store, settings, subscriptions=subscriptions)
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(
                 lambda task_status: serve(

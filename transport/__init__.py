@@ -22,6 +22,14 @@ from ._errors import (
 )
 from ._local import DiskStore, LocalStore, MemoryStore
 from ._offsets import format_offset, parse_offset
+from ._subscriptions import (
+    SubscriptionError,
+    SubscriptionManager,
+    SubscriptionSpec,
+    SubscriptionsUnavailable,
+    open_subscriptions,
+    subscriptions_available,
+)
 from .server import DEFAULT_PREFIX, ServerSettings, create_app, serve, streams_blueprint
 from .store import (
     AppendRequest,
@@ -61,9 +69,15 @@ __all__ = [
     "StreamGone",
     "StreamInfo",
     "StreamNotFound",
+    "SubscriptionError",
+    "SubscriptionManager",
+    "SubscriptionSpec",
+    "SubscriptionsUnavailable",
     "create_app",
     "format_offset",
+    "open_subscriptions",
     "parse_offset",
     "serve",
     "streams_blueprint",
+    "subscriptions_available",
 ]

@@ -26,6 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ._errors import BadRequest, ProtocolError, StreamError
 from ._local import parse_expires_at
 from ._offsets import BEFORE_START, NOW, next_cursor, parse_strict_int
+from ._subscriptions import SubscriptionManager, add_subscription_routes
 from .store import (
     DEFAULT_CONTENT_TYPE,
     AppendRequest,
@@ -113,11 +114,19 @@ def _flag(value: str | None) -> bool:
 
 
 def streams_blueprint(
-    store: Store, settings: ServerSettings | None = None, *, prefix: str = DEFAULT_PREFIX
+    store: Store,
+    settings: ServerSettings | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    subscriptions: SubscriptionManager | None = None,
 ) -> Blueprint:
-    """The protocol's routes under ``prefix`` (every path below it is a stream)."""
+    """The protocol's routes under ``prefix`` (every path below it is a stream, except
+    the reserved ``__ds/``: the subscription APIs of ``subscriptions``, else 501)."""
     conf = settings or ServerSettings()
+    if subscriptions is not None:
+        store = subscriptions.attach(store, prefix)
     bp = Blueprint("durable_streams", __name__, url_prefix=prefix)
+    add_subscription_routes(bp, subscriptions)
 
     @bp.after_request
     async def common_headers(response: Response) -> Response:
@@ -389,15 +398,22 @@ def streams_blueprint(
 
 
 def create_app(
-    store: Store, settings: ServerSettings | None = None, *, prefix: str = DEFAULT_PREFIX
+    store: Store,
+    settings: ServerSettings | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    subscriptions: SubscriptionManager | None = None,
 ) -> Quart:
-    """The standalone Durable Streams server app."""
+    """The standalone Durable Streams server app (``subscriptions``: see
+    :func:`streams_blueprint`)."""
     conf = settings or ServerSettings()
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = conf.max_body_bytes
     app.config["BODY_TIMEOUT"] = 120
     app.config["RESPONSE_TIMEOUT"] = None
-    app.register_blueprint(streams_blueprint(store, conf, prefix=prefix))
+    app.register_blueprint(
+        streams_blueprint(store, conf, prefix=prefix, subscriptions=subscriptions)
+    )
 
     @app.route("/health")
     async def health() -> Response:
