@@ -855,6 +855,9 @@ class SubscriptionManager:
     def _start_delivery(self, sub: _Subscription) -> None:
         if sub.delivery is not None:
             sub.delivery.cancel()  # a delivery of an older wake: superseded
+            sub.delivery = None
+        if sub.deleted or self.closed:
+            return
         scope = trio.CancelScope()
         sub.delivery = scope
         self._nursery.start_soon(self._deliver, sub, scope)
@@ -865,7 +868,9 @@ class SubscriptionManager:
         with scope:
             while True:
                 async with sub.lock:
-                    if sub.delivery is not scope or sub.wake_id is None or sub.token is None:
+                    if sub.delivery is not scope or sub.deleted:
+                        return
+                    if sub.wake_id is None or sub.token is None:
                         return
                     wake_id = sub.wake_id
                     body = _compact(
