@@ -4,9 +4,13 @@ of agents.
 - :class:`Store` and its embedded implementations :class:`MemoryStore` and
   :class:`DiskStore` (journaled, fsync before acknowledgement);
 - :func:`create_app` / :func:`streams_blueprint` / :func:`serve`: the Durable Streams
-  HTTP protocol on quart-trio and hypercorn.
+  HTTP protocol on quart-trio and hypercorn, with the reserved subscription APIs
+  (:func:`open_subscriptions`);
+- :class:`StreamClient`: a trio + httpx client (handles, live tails by long-poll or SSE
+  that resume from their offset, a batching appender, an idempotent producer).
 """
 
+from ._client_errors import MalformedResponse, ProducerFailed, StreamUnavailable, UnexpectedStatus
 from ._errors import (
     BadRequest,
     Conflict,
@@ -30,6 +34,22 @@ from ._subscriptions import (
     open_subscriptions,
     subscriptions_available,
 )
+from .client import (
+    NOW,
+    START,
+    AppendAck,
+    Batcher,
+    Chunk,
+    CreateAck,
+    IdempotentProducer,
+    LiveMode,
+    LiveTail,
+    ProducerAck,
+    RetryPolicy,
+    StreamClient,
+    StreamHandle,
+    StreamMetadata,
+)
 from .server import DEFAULT_PREFIX, ServerSettings, create_app, serve, streams_blueprint
 from .store import (
     AppendRequest,
@@ -45,34 +65,52 @@ from .store import (
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "NOW",
+    "START",
+    "AppendAck",
     "AppendRequest",
     "AppendResult",
     "BadRequest",
+    "Batcher",
+    "Chunk",
     "Conflict",
+    "CreateAck",
     "CreateRequest",
     "CreateResult",
     "DiskStore",
     "Fenced",
     "ForkSpec",
+    "IdempotentProducer",
+    "LiveMode",
+    "LiveTail",
     "LocalStore",
+    "MalformedResponse",
     "MemoryStore",
     "PayloadTooLarge",
     "Producer",
+    "ProducerAck",
+    "ProducerFailed",
     "ProtocolError",
     "ReadResult",
+    "RetryPolicy",
     "SequenceGap",
     "ServerSettings",
     "StorageError",
     "Store",
+    "StreamClient",
     "StreamClosed",
     "StreamError",
     "StreamGone",
+    "StreamHandle",
     "StreamInfo",
+    "StreamMetadata",
     "StreamNotFound",
+    "StreamUnavailable",
     "SubscriptionError",
     "SubscriptionManager",
     "SubscriptionSpec",
     "SubscriptionsUnavailable",
+    "UnexpectedStatus",
     "create_app",
     "format_offset",
     "open_subscriptions",
