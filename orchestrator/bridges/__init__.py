@@ -1,0 +1,1 @@
+"""Bridges from agent processes to session events: Claude Code (claude-agent-sdk)."""

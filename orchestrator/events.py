@@ -1,0 +1,216 @@
+"""The events of a session's stream, in one place (reference protocol 1.9.0, §5.2).
+
+Every event is a frozen attrs class with a ``type`` and a ``ts`` (ISO-8601 UTC with
+milliseconds, like JavaScript's ``toISOString()``). On the stream each event is one
+JSON object: the event's fields (``None`` fields left out) plus ``source``: ``server``
+(written by the orchestrator) or ``agent`` (what the agent did).
+
+``to_json`` / :func:`event_from_json` convert both ways; unknown types read back as
+:class:`Unknown` so that a newer stream never breaks an older reader.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+__all__ = [
+    "AppStatus",
+    "AskUserQuestion",
+    "AssistantMessage",
+    "BudgetExceeded",
+    "CostUpdate",
+    "Event",
+    "GateResolved",
+    "InfraConfigPrompt",
+    "Log",
+    "PostToolUse",
+    "PreToolUse",
+    "SessionEnd",
+    "SessionStart",
+    "Source",
+    "TodoWrite",
+    "Unknown",
+    "UserPrompt",
+    "event_from_json",
+    "now_ts",
+]
+
+Source = Literal["server", "agent"]
+LogLevel = Literal["plan", "approve", "task", "build", "fix", "done", "system", "error", "verbose"]
+
+
+def now_ts() -> str:
+    """Now, as JavaScript's ``toISOString()`` writes it: ``2026-03-24T16:00:39.123Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_TYPES: dict[str, type[Event]] = {}
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of every event. Subclasses set ``type``."""
+
+    type: ClassVar[str] = ""
+    ts: str = attrs.field(factory=now_ts)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.type:
+            _TYPES[cls.type] = cls
+
+    def to_json(self, source: Source) -> dict[str, Any]:
+        """The stream form: fields without the ``None`` ones, plus type and source."""
+        data: dict[str, Any] = {"type": self.type, "source": source}
+        for field in attrs.fields(type(self)):
+            value = getattr(self, field.name)
+            if value is not None:
+                data[field.alias or field.name] = value
+        return data
+
+
+@attrs.frozen(kw_only=True)
+class Log(Event):
+    type: ClassVar[str] = "log"
+    level: LogLevel
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class UserPrompt(Event):
+    type: ClassVar[str] = "user_prompt"
+    message: str
+    sender: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PreToolUse(Event):
+    type: ClassVar[str] = "pre_tool_use"
+    tool_name: str
+    tool_use_id: str
+    tool_input: dict[str, Any]
+    agent: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PostToolUse(Event):
+    type: ClassVar[str] = "post_tool_use"
+    tool_use_id: str
+    tool_response: str
+    tool_name: str | None = None
+    error: str | None = None
+    agent: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AssistantMessage(Event):
+    type: ClassVar[str] = "assistant_message"
+    text: str
+    agent: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SessionStart(Event):
+    type: ClassVar[str] = "session_start"
+    session_id: str
+    cwd: str | None = None
+    agent: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SessionEnd(Event):
+    type: ClassVar[str] = "session_end"
+    success: bool
+    cost_usd: float | None = None
+    num_turns: int | None = None
+    duration_ms: int | None = None
+    duration_api_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AppStatus(Event):
+    type: ClassVar[str] = "app_status"
+    status: Literal["running", "stopped"]
+    port: int | None = None
+    preview_url: str | None = attrs.field(default=None, alias="previewUrl")
+
+
+@attrs.frozen(kw_only=True)
+class TodoWrite(Event):
+    type: ClassVar[str] = "todo_write"
+    tool_use_id: str
+    todos: list[dict[str, Any]]
+
+
+@attrs.frozen(kw_only=True)
+class AskUserQuestion(Event):
+    type: ClassVar[str] = "ask_user_question"
+    tool_use_id: str
+    question: str
+    options: list[dict[str, Any]] | None = None
+    questions: list[dict[str, Any]] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BudgetExceeded(Event):
+    type: ClassVar[str] = "budget_exceeded"
+    budget_usd: float
+    spent_usd: float
+
+
+@attrs.frozen(kw_only=True)
+class CostUpdate(Event):
+    """Beyond the reference: the session's cost as metered live from usage."""
+
+    type: ClassVar[str] = "cost_update"
+    cost_usd: float  # this increment
+    total_usd: float  # the session so far
+
+
+@attrs.frozen(kw_only=True)
+class InfraConfigPrompt(Event):
+    type: ClassVar[str] = "infra_config_prompt"
+    project_name: str = attrs.field(alias="projectName")
+    gh_accounts: list[dict[str, Any]] = attrs.field(factory=list, alias="ghAccounts")
+    runtime: str = "docker"
+
+
+@attrs.frozen(kw_only=True)
+class GateResolved(Event):
+    type: ClassVar[str] = "gate_resolved"
+    gate: str
+    summary: str | None = None
+    details: dict[str, str] | None = None
+    resolved_by: dict[str, str] | None = attrs.field(default=None, alias="resolvedBy")
+
+
+@attrs.frozen(kw_only=True)
+class Unknown(Event):
+    """An event of a type this version does not know; its fields are kept as read."""
+
+    raw: dict[str, Any]
+
+    def to_json(self, source: Source) -> dict[str, Any]:
+        return {**self.raw, "source": self.raw.get("source", source)}
+
+
+def event_from_json(data: dict[str, Any]) -> tuple[Event, Source | None]:
+    """An event and its source from its stream form. Fields the class does not know
+    are ignored; an unknown type, or fields that do not fit, give :class:`Unknown`."""
+    cls = _TYPES.get(str(data.get("type", "")))
+    source = data.get("source")
+    checked: Source | None = source if source in ("server", "agent") else None
+    if cls is None:
+        return Unknown(raw=dict(data), ts=str(data.get("ts", now_ts()))), checked
+    kwargs = {}
+    for field in attrs.fields(cls):
+        key = field.alias or field.name
+        if key in data:
+            kwargs[key] = data[key]
+    try:
+        return cls(**kwargs), checked
+    except TypeError:
+        return Unknown(raw=dict(data), ts=str(data.get("ts", now_ts()))), checked
