@@ -1,0 +1,125 @@
+"""Settings, from flags or the environment (flags win).
+
+| Setting | Environment | Default |
+|---|---|---|
+| data_dir | ``ORCHESTRATOR_DATA_DIR`` | ``./.orchestrator`` |
+| host, port | ``ORCHESTRATOR_HOST``, ``ORCHESTRATOR_PORT`` | ``127.0.0.1``, ``4400`` |
+| sandbox | ``ORCHESTRATOR_SANDBOX`` (``docker`` / ``local`` / ``auto``) | ``auto`` |
+| sandbox_network | ``ORCHESTRATOR_SANDBOX_NETWORK`` (``none`` / ``host`` / ``bridge``) | ``host`` |
+| image | ``ORCHESTRATOR_IMAGE`` | ``agent-orchestrator/debian:bookworm-1`` |
+| max_session_cost_usd | ``MAX_SESSION_COST_USD`` | ``5`` |
+| mode | ``ORCHESTRATOR_MODE`` (``dev`` / ``production``) | ``dev`` |
+| model | ``ORCHESTRATOR_MODEL`` | ``claude-sonnet-4-6`` |
+| anthropic_api_key, anthropic_base_url | ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` | unset |
+
+``sandbox_network`` defaults to ``host`` because an agent must reach its model endpoint
+(a local one on 127.0.0.1 included); ``none`` isolates it completely.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import attrs
+
+__all__ = ["ConfigError", "Mode", "SandboxKind", "Settings"]
+
+SandboxKind = Literal["docker", "local", "auto"]
+NetworkKind = Literal["none", "host", "bridge"]
+Mode = Literal["dev", "production"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value it cannot take."""
+
+
+def _choice(name: str, value: str, allowed: Any) -> str:
+    options = get_args(allowed)
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}, not {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    data_dir: Path = Path(".orchestrator")
+    host: str = "127.0.0.1"
+    port: int = 4400
+    sandbox: SandboxKind = "auto"
+    sandbox_network: NetworkKind = "host"
+    image: str = "agent-orchestrator/debian:bookworm-1"
+    max_session_cost_usd: float = 5.0
+    mode: Mode = "dev"
+    model: str = "claude-sonnet-4-6"
+    anthropic_api_key: str | None = attrs.field(default=None, repr=False)
+    anthropic_base_url: str | None = None
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Settings from ``environ``, then ``overrides`` (flags; ``None`` = not given)."""
+        values: dict[str, Any] = {}
+        env = {k: v for k, v in environ.items() if v != ""}
+        if "ORCHESTRATOR_DATA_DIR" in env:
+            values["data_dir"] = Path(env["ORCHESTRATOR_DATA_DIR"])
+        if "ORCHESTRATOR_HOST" in env:
+            values["host"] = env["ORCHESTRATOR_HOST"]
+        if "ORCHESTRATOR_PORT" in env:
+            values["port"] = env["ORCHESTRATOR_PORT"]
+        for key, name in (
+            ("ORCHESTRATOR_SANDBOX", "sandbox"),
+            ("ORCHESTRATOR_SANDBOX_NETWORK", "sandbox_network"),
+            ("ORCHESTRATOR_IMAGE", "image"),
+            ("MAX_SESSION_COST_USD", "max_session_cost_usd"),
+            ("ORCHESTRATOR_MODE", "mode"),
+            ("ORCHESTRATOR_MODEL", "model"),
+            ("ANTHROPIC_API_KEY", "anthropic_api_key"),
+            ("ANTHROPIC_BASE_URL", "anthropic_base_url"),
+        ):
+            if key in env:
+                values[name] = env[key]
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        return cls.checked(**values)
+
+    @classmethod
+    def checked(cls, **values: Any) -> Settings:
+        """Build from raw values (strings allowed), with clear errors."""
+        if "port" in values:
+            try:
+                port = int(values["port"])
+            except (TypeError, ValueError):
+                raise ConfigError(f"port must be a number, not {values['port']!r}") from None
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"port must be 0-65535, not {port}")
+            values["port"] = port
+        if "max_session_cost_usd" in values:
+            try:
+                cost = float(values["max_session_cost_usd"])
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"MAX_SESSION_COST_USD must be a number, not {values['max_session_cost_usd']!r}"
+                ) from None
+            if math.isnan(cost) or cost <= 0:
+                raise ConfigError(f"MAX_SESSION_COST_USD must be > 0, not {cost}")
+            values["max_session_cost_usd"] = cost
+        if "sandbox" in values:
+            values["sandbox"] = _choice("ORCHESTRATOR_SANDBOX", values["sandbox"], SandboxKind)
+        if "sandbox_network" in values:
+            values["sandbox_network"] = _choice(
+                "ORCHESTRATOR_SANDBOX_NETWORK", values["sandbox_network"], NetworkKind
+            )
+        if "mode" in values:
+            values["mode"] = _choice("ORCHESTRATOR_MODE", values["mode"], Mode)
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
