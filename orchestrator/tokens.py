@@ -28,6 +28,7 @@ class Purpose(enum.Enum):
     HOOK = "hook"
     ROOM = "room"
     GLOBAL_HOOK = "global-hook"
+    ADMIN = "admin"  # the server's operator: sandbox routes
 
 
 class TokenSigner:

@@ -1,0 +1,390 @@
+"""The HTTP API (quart-trio): the reference's session routes (§3.2-3.3), with the same
+paths, JSON field names and status codes, plus authentication everywhere it was missing
+(the sandbox routes take the admin token).
+
+The layer validates input, checks tokens and posts messages to actors (through the
+:class:`~orchestrator.core.Orchestrator`); it reads session events from the streams.
+It holds no session state.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from quart import Quart, Response, request
+from quart_trio import QuartTrio
+
+from transport import AppendRequest, StreamError
+
+from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
+from ..tokens import Purpose
+
+__all__ = ["MAX_BODY_BYTES", "create_api"]
+
+MAX_BODY_BYTES = 1024 * 1024
+APPEND_LIMIT = 65_536
+KEY_LIMIT = 1_000
+SHORT_LIMIT = 500
+HIDDEN_TYPES = frozenset({"command", "gate_response"})
+EXCLUDED_DIRS = frozenset({"node_modules", ".git", "dist", ".next", ".cache"})
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":")), status=status, content_type="application/json"
+    )
+
+
+def _error(message: str, status: int, **extra: Any) -> Response:
+    return _json({"error": message, **extra}, status)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    return request.args.get("token")
+
+
+async def _body() -> dict[str, Any]:
+    raw = await request.get_data(cache=True)
+    assert isinstance(raw, bytes)
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        raise OrchestratorError("Invalid JSON body") from None
+    if not isinstance(value, dict):
+        raise OrchestratorError("Validation failed", 400)
+    return value
+
+
+def _field(body: dict[str, Any], name: str, limit: int, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise OrchestratorError(f"Validation failed: {name}: required")
+        return None
+    if not isinstance(value, str):
+        raise OrchestratorError(f"Validation failed: {name}: expected a string")
+    if required and not value.strip():
+        raise OrchestratorError(f"Validation failed: {name}: must not be empty")
+    if len(value) > limit:
+        raise OrchestratorError(f"Validation failed: {name}: at most {limit} characters")
+    return value
+
+
+def create_api(orch: Orchestrator) -> Quart:
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["RESPONSE_TIMEOUT"] = None
+
+    @app.errorhandler(OrchestratorError)
+    async def refused(exc: OrchestratorError) -> Response:
+        return _error(exc.message, exc.status)
+
+    @app.errorhandler(413)
+    async def too_large(exc: Exception) -> Response:
+        return _error("Payload too large", 413)
+
+    @app.errorhandler(404)
+    async def not_found(exc: Exception) -> Response:
+        return _error("Not found", 404)
+
+    @app.errorhandler(405)
+    async def not_allowed(exc: Exception) -> Response:
+        return _error("Method not allowed", 405)
+
+    def session_auth(handler: F) -> F:
+        @wraps(handler)
+        async def checked(session_id: str, *args: Any, **kwargs: Any) -> Any:
+            if not orch.signer.check(Purpose.SESSION, session_id, _bearer()):
+                return _error("Invalid or missing session token", 401)
+            return await handler(session_id, *args, **kwargs)
+
+        return cast(F, checked)
+
+    def admin_auth(handler: F) -> F:
+        @wraps(handler)
+        async def checked(*args: Any, **kwargs: Any) -> Any:
+            if not orch.signer.check(Purpose.ADMIN, "", _bearer()):
+                return _error("Invalid or missing admin token", 401)
+            return await handler(*args, **kwargs)
+
+        return cast(F, checked)
+
+    async def known(session_id: str) -> dict[str, Any]:
+        info = await orch.session_info(session_id)
+        if info is None:
+            raise OrchestratorError("Session not found", 404)
+        return info
+
+    # -- server ------------------------------------------------------------------------
+
+    @app.get("/api/health")
+    async def health() -> Response:
+        try:
+            await orch.registry.ask(_ping(), timeout=5)
+            streams = "ok"
+        except Exception:
+            streams = "error"
+        healthy = streams == "ok"
+        checks = {"streams": streams, "sandbox": orch.provider.runtime}
+        return _json({"healthy": healthy, "checks": checks}, 200 if healthy else 503)
+
+    @app.get("/api/config")
+    async def config() -> Response:
+        data: dict[str, Any] = {"devMode": not orch.settings.production}
+        if orch.settings.production:
+            data["maxSessionCostUsd"] = orch.settings.max_session_cost_usd
+        return _json(data)
+
+    # -- sessions ----------------------------------------------------------------------
+
+    @app.post("/api/sessions")
+    async def create_session() -> Response:
+        body = await _body()
+        description = _field(body, "description", TEXT_LIMIT, required=True)
+        name = _field(body, "name", SHORT_LIMIT)
+        api_key = _field(body, "apiKey", KEY_LIMIT)
+        freeform = body.get("freeform", False)
+        if not isinstance(freeform, bool):
+            raise OrchestratorError("Validation failed: freeform: expected a boolean")
+        assert description is not None
+        session = await orch.create_session(
+            description, freeform=freeform, name=name, api_key=api_key
+        )
+        info = await session.info()
+        return _json({"sessionId": session.id, "session": info, "sessionToken": session.token}, 201)
+
+    @app.get("/api/sessions/<session_id>")
+    @session_auth
+    async def get_session(session_id: str) -> Response:
+        return _json(await known(session_id))
+
+    @app.delete("/api/sessions/<session_id>")
+    @session_auth
+    async def delete_session(session_id: str) -> Response:
+        await orch.delete_session(session_id)
+        return _json({"ok": True})
+
+    @app.post("/api/sessions/<session_id>/iterate")
+    @session_auth
+    async def iterate(session_id: str) -> Response:
+        await known(session_id)
+        body = await _body()
+        text = _field(body, "request", TEXT_LIMIT, required=True)
+        assert text is not None
+        await orch.session(session_id).send(text)
+        return _json({"ok": True})
+
+    @app.post("/api/sessions/<session_id>/interrupt")
+    @session_auth
+    async def interrupt(session_id: str) -> Response:
+        await orch.session(session_id).interrupt()
+        return _json({"ok": True})
+
+    @app.post("/api/sessions/<session_id>/cancel")
+    @session_auth
+    async def cancel(session_id: str) -> Response:
+        await orch.session(session_id).cancel()
+        return _json({"ok": True})
+
+    @app.get("/api/sessions/<session_id>/events")
+    @session_auth
+    async def events(session_id: str) -> Response:
+        await known(session_id)
+        offset = request.headers.get("Last-Event-ID") or request.args.get("offset") or "-1"
+        if offset != "-1" and not _valid_offset(offset):
+            raise OrchestratorError("Invalid offset", 400)
+        session = orch.session(session_id)
+
+        async def stream() -> AsyncIterator[bytes]:
+            async for item in session.events(offset):
+                if item.raw.get("type") in HIDDEN_TYPES:
+                    continue
+                data = json.dumps(item.raw, separators=(",", ":"))
+                yield f"id: {item.offset}\ndata: {data}\n\n".encode()
+
+        response = Response(stream(), content_type="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.timeout = None
+        return response
+
+    @app.post("/api/sessions/<session_id>/stream/append")
+    @session_auth
+    async def stream_append(session_id: str) -> Response:
+        await known(session_id)
+        if "application/json" not in request.headers.get("Content-Type", ""):
+            return _error("Content-Type must be application/json", 415)
+        raw = await request.get_data(cache=False)
+        assert isinstance(raw, bytes)
+        if not raw:
+            return _error("Request body is required", 400)
+        if len(raw) > APPEND_LIMIT:
+            return _error("Payload too large", 413)
+        try:
+            value = json.loads(raw, parse_constant=_no_constants)
+        except ValueError:
+            return _error("Invalid JSON body", 400)
+        if not isinstance(value, dict):
+            return _error("The body must be one JSON object", 400)
+        body = json.dumps([value], separators=(",", ":")).encode()
+        try:
+            await orch.store.append(
+                orch.session(session_id).stream,
+                AppendRequest(body=body, content_type="application/json"),
+            )
+        except StreamError:
+            return _error("Failed to append to stream", 500)
+        return _json({"ok": True})
+
+    # -- the sandbox of a session ------------------------------------------------------
+
+    async def sandbox_of(session_id: str) -> Any:
+        await known(session_id)
+        sandbox = await orch.sandbox_of(session_id)
+        if sandbox is None:
+            raise OrchestratorError("Container not available", 404)
+        return sandbox
+
+    @app.get("/api/sessions/<session_id>/app-status")
+    @session_auth
+    async def app_status(session_id: str) -> Response:
+        info = await known(session_id)
+        sandbox = await orch.sandbox_of(session_id)
+        if sandbox is None:
+            return _json({"running": False, "port": info.get("appPort"), "previewUrl": None})
+        status = await sandbox.app_status()
+        return _json({"running": status.running, "port": status.port, "previewUrl": None})
+
+    @app.post("/api/sessions/<session_id>/start-app")
+    @session_auth
+    async def start_app(session_id: str) -> Response:
+        await known(session_id)
+        sandbox = await orch.sandbox_of(session_id)
+        if sandbox is None:
+            return _error("Container is not running", 400)
+        status = await sandbox.start_app()
+        return _json({"ok": status.running})
+
+    @app.post("/api/sessions/<session_id>/stop-app")
+    @session_auth
+    async def stop_app(session_id: str) -> Response:
+        await known(session_id)
+        sandbox = await orch.sandbox_of(session_id)
+        if sandbox is not None:
+            await sandbox.stop_app()
+        return _json({"success": True})
+
+    @app.get("/api/sessions/<session_id>/files")
+    @session_auth
+    async def files(session_id: str) -> Response:
+        await known(session_id)
+        sandbox = await orch.sandbox_of(session_id)
+        if sandbox is None:
+            return _json({"files": [], "prefix": ""})
+        prefix = sandbox.workdir.rstrip("/")
+        found = [
+            path
+            for path in await sandbox.list_files(prefix)
+            if not (set(path[len(prefix) :].split("/")) & EXCLUDED_DIRS)
+        ]
+        return _json({"files": sorted(found), "prefix": prefix})
+
+    @app.get("/api/sessions/<session_id>/file-content")
+    @session_auth
+    async def file_content(session_id: str) -> Response:
+        path = request.args.get("path")
+        if not path:
+            return _error("path is required", 400)
+        sandbox = await sandbox_of(session_id)
+        root = sandbox.workdir.rstrip("/")
+        resolved = posixpath.normpath(posixpath.join(root, path))
+        if "\x00" in path or not (resolved == root or resolved.startswith(root + "/")):
+            return _error("Path outside project directory", 403)
+        try:
+            data = await sandbox.read_file(resolved)
+        except Exception:
+            return _error("File not found or unreadable", 404)
+        return _json({"content": data.decode("utf-8", errors="replace")})
+
+    @app.get("/api/sessions/<session_id>/git-status")
+    @session_auth
+    async def git_status(session_id: str) -> Response:
+        sandbox = await sandbox_of(session_id)
+        return _json(await _git_status(sandbox))
+
+    # -- sandboxes (admin) -------------------------------------------------------------
+
+    @app.get("/api/sandboxes")
+    @admin_auth
+    async def sandboxes() -> Response:
+        owned = await orch.provider.list_owned()
+        return _json(
+            {
+                "sandboxes": [
+                    {
+                        "sandboxId": item.sandbox_id,
+                        "sessionId": item.session_id,
+                        "runtime": item.runtime,
+                        "alive": item.alive,
+                    }
+                    for item in owned
+                ]
+            }
+        )
+
+    @app.delete("/api/sandboxes/<sandbox_id>")
+    @admin_auth
+    async def remove_sandbox(sandbox_id: str) -> Response:
+        await orch.provider.remove(sandbox_id)
+        return _json({"ok": True})
+
+    return app
+
+
+def _ping() -> object:
+    from ..sessions.registry import ListSessions
+
+    return ListSessions()
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _valid_offset(offset: str) -> bool:
+    from transport import parse_offset
+
+    return offset == "now" or parse_offset(offset) is not None
+
+
+async def _git_status(sandbox: Any) -> dict[str, Any]:
+    empty = {
+        "initialized": False,
+        "branch": None,
+        "hasUncommitted": False,
+        "lastCommitHash": None,
+        "lastCommitMessage": None,
+    }
+    workdir = sandbox.workdir
+    check = await sandbox.exec(["git", "-C", workdir, "rev-parse", "--is-inside-work-tree"])
+    if not check.ok:
+        return empty
+    branch = await sandbox.exec(["git", "-C", workdir, "rev-parse", "--abbrev-ref", "HEAD"])
+    head = await sandbox.exec(["git", "-C", workdir, "log", "-1", "--format=%H%n%s"])
+    status = await sandbox.exec(["git", "-C", workdir, "status", "--porcelain"])
+    lines = head.stdout.decode(errors="replace").splitlines() if head.ok else []
+    return {
+        "initialized": True,
+        "branch": branch.stdout.decode(errors="replace").strip() or None,
+        "hasUncommitted": bool(status.stdout.strip()),
+        "lastCommitHash": lines[0] if lines else None,
+        "lastCommitMessage": lines[1] if len(lines) > 1 else None,
+    }

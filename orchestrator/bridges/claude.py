@@ -1,0 +1,236 @@
+"""The Claude Code bridge: the pinned CLI running inside a sandbox, driven through
+``claude-agent-sdk``.
+
+:class:`SandboxTransport` is the SDK's custom ``Transport``: the CLI is a
+:class:`~orchestrator.sandboxes.base.Process` in the session's sandbox (docker exec with
+stdin attached, or a local process), and its argv is built by the SDK itself from
+:class:`ClaudeAgentOptions` (so flags follow the pinned SDK version). One process
+serves many turns (stream-json input); the SDK's control protocol carries permission
+requests (``can_use_tool``), hooks and interrupts.
+
+:class:`ClaudeAgent` runs turns on one process and turns every message into session
+events through :class:`~orchestrator.bridges.claude_events.ClaudeEventMapper`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import replace
+from typing import Any, cast
+
+import trio
+from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, Message, ResultMessage
+from claude_agent_sdk._internal.transport import Transport
+from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+from claude_agent_sdk.types import AssistantMessage
+
+from .. import events as ev
+from ..sandboxes.base import Process, Sandbox, SandboxError
+from .claude_events import ClaudeEventMapper, CostMeter
+
+__all__ = [
+    "OFFLINE_ENV",
+    "SANDBOX_CLI_PATH",
+    "ClaudeAgent",
+    "SandboxTransport",
+    "build_argv",
+]
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_CLI_PATH = "/opt/claude/claude"
+OFFLINE_ENV = {
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "CLAUDE_CODE_ENTRYPOINT": "sdk-py",
+    # The CLI is in a sandbox: it may skip permission prompts even when it runs as root
+    # (the local sandbox under CI); tool permissions are the session's policy.
+    "IS_SANDBOX": "1",
+}
+MAX_LINE_BYTES = 32 * 1024 * 1024
+CLOSE_TIMEOUT = 10.0
+
+
+def build_argv(options: ClaudeAgentOptions, cli_path: str) -> list[str]:
+    """The CLI's argv for ``options``, as the SDK's own subprocess transport builds it."""
+    if options.can_use_tool is not None and options.permission_prompt_tool_name is None:
+        options = replace(options, permission_prompt_tool_name="stdio")
+    builder = SubprocessCLITransport(prompt="", options=replace(options, cli_path=cli_path))
+    return builder._build_command()
+
+
+class SandboxTransport(Transport):
+    """Claude Code inside a sandbox, as a ``claude-agent-sdk`` transport."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        options: ClaudeAgentOptions,
+        *,
+        cli_path: str = SANDBOX_CLI_PATH,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._sandbox = sandbox
+        self._argv = build_argv(options, cli_path)
+        self._cwd = cwd or (str(options.cwd) if options.cwd else None)
+        self._env = {**OFFLINE_ENV, **options.env, **(env or {})}
+        self._process: Process | None = None
+        self._closed = False
+        self._write_lock = trio.Lock()
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self._argv)
+
+    async def connect(self) -> None:
+        if self._process is not None:
+            return
+        if self._closed:
+            raise SandboxError("this transport was closed; make a new one")
+        self._process = await self._sandbox.spawn(self._argv, cwd=self._cwd, env=self._env)
+
+    async def write(self, data: str) -> None:
+        if self._process is None or self._closed:
+            raise SandboxError("the Claude Code process is not running")
+        async with self._write_lock:
+            await self._process.write(data.encode("utf-8"))
+
+    async def read_messages(self) -> AsyncIterator[dict[str, Any]]:
+        if self._process is None:
+            raise SandboxError("connect() first")
+        pending = b""
+        async for chunk in self._process.stdout():
+            pending += chunk
+            if len(pending) > MAX_LINE_BYTES:
+                raise SandboxError(f"a line of Claude Code's output is over {MAX_LINE_BYTES} B")
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                message = self._parse(line)
+                if message is not None:
+                    yield message
+        message = self._parse(pending)
+        if message is not None:
+            yield message
+
+    @staticmethod
+    def _parse(line: bytes) -> dict[str, Any] | None:
+        text = line.strip()
+        if not text.startswith(b"{"):
+            if text:
+                logger.debug("claude code printed a non-JSON line: %r", text[:200])
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise SandboxError(f"Claude Code wrote a corrupt JSON line: {exc}") from None
+        return value if isinstance(value, dict) else None
+
+    async def close(self) -> None:
+        self._closed = True
+        process, self._process = self._process, None
+        if process is not None:
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await process.kill()
+
+    def is_ready(self) -> bool:
+        return self._process is not None and not self._closed
+
+    async def end_input(self) -> None:
+        if self._process is not None:
+            await self._process.close_stdin()
+
+
+EventSink = Callable[[ev.Event], Awaitable[None]]
+TurnSink = Callable[[ResultMessage], Awaitable[None]]
+
+
+class ClaudeAgent:
+    """One Claude Code process in a sandbox serving many turns.
+
+    :meth:`serve` starts the process, sends ``first`` then each prompt it receives, and
+    hands every resulting event to ``emit`` (in order, awaited) and every turn's result
+    to ``on_turn``; it returns when ``prompts`` is closed (or the process ends). The
+    SDK's messages are read by one ``receive_messages()`` for the client's whole life
+    (``receive_response()`` leaves generators unclosed, which trio reports).
+    :attr:`session_id` (Claude's) lets a new process resume (``resume=``).
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        options: ClaudeAgentOptions,
+        emit: EventSink,
+        *,
+        meter: CostMeter | None = None,
+        on_cost: Callable[[float], Awaitable[None]] | None = None,
+        cli_path: str = SANDBOX_CLI_PATH,
+        env: Mapping[str, str] | None = None,
+        agent_name: str | None = None,
+    ) -> None:
+        self.options = options
+        self._emit = emit
+        self._meter = meter or CostMeter()
+        self._on_cost = on_cost
+        self._mapper = ClaudeEventMapper(agent=agent_name)
+        self._transport = SandboxTransport(sandbox, options, cli_path=cli_path, env=env)
+        self._client: ClaudeSDKClient | None = None
+
+    @property
+    def session_id(self) -> str | None:
+        return self._mapper.claude_session_id
+
+    @property
+    def meter(self) -> CostMeter:
+        return self._meter
+
+    async def serve(
+        self, first: str, prompts: trio.MemoryReceiveChannel[str], on_turn: TurnSink
+    ) -> None:
+        self._meter.new_process()
+        client = ClaudeSDKClient(options=self.options, transport=self._transport)
+        await client.connect()
+        self._client = client
+        try:
+            received = cast(AsyncGenerator[Message, None], client.receive_messages())
+            async with aclosing(received) as messages:
+                await client.query(first)
+                async for message in messages:
+                    await self._relay(message)
+                    if not isinstance(message, ResultMessage):
+                        continue
+                    await on_turn(message)
+                    try:
+                        prompt = await prompts.receive()
+                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                    await client.query(prompt)
+        finally:
+            self._client = None
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                await client.disconnect()
+
+    async def _relay(self, message: Message) -> None:
+        if isinstance(message, AssistantMessage) and message.usage:
+            cost = self._meter.on_usage(message.message_id, message.model, message.usage)
+            if cost and self._on_cost is not None:
+                await self._on_cost(cost)
+        for event in self._mapper.map(message):
+            if isinstance(event, ev.SessionEnd) and isinstance(message, ResultMessage):
+                turn_cost = self._meter.on_result(message.total_cost_usd)
+                event = ev.SessionEnd(
+                    success=event.success,
+                    cost_usd=round(turn_cost, 6),
+                    num_turns=event.num_turns,
+                    duration_ms=event.duration_ms,
+                    duration_api_ms=event.duration_api_ms,
+                )
+            await self._emit(event)
+
+    async def interrupt(self) -> None:
+        if self._client is not None:
+            await self._client.interrupt()

@@ -1,0 +1,1 @@
+"""Sessions: SessionActor, the registry, the workspace."""

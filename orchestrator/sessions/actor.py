@@ -1,0 +1,350 @@
+"""SessionActor: one agent session, from sandbox to teardown.
+
+The actor owns its sandbox and its Claude Code process. Both live inside the actor's
+own nursery: the *run* task provisions the sandbox, prepares the workspace and drives
+the agent turn after turn; everything the agent does comes back to the actor as a
+message and is appended to the session's stream (``/v1/stream/session/<id>``) before
+anyone else hears of it. Cancel, delete, a spent budget, a failure or the actor's own
+stop all end the same way: the run task is cancelled (the agent process is killed) and
+the sandbox is destroyed, each within a bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
+
+from actors import Actor, ActorRef, ActorStopped, Refused, shielded
+from transport import AppendRequest, CreateRequest, Store
+
+from .. import events as ev
+from ..bridges.claude import SANDBOX_CLI_PATH, ClaudeAgent
+from ..bridges.claude_events import CostMeter
+from ..sandboxes.base import Sandbox, SandboxProvider, SandboxSpec
+from . import workspace
+from .registry import UpdateSession
+
+__all__ = [
+    "Cancel",
+    "Delete",
+    "GetSandbox",
+    "Interrupt",
+    "Iterate",
+    "SessionActor",
+    "SessionConfig",
+    "session_stream",
+]
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+DESTROY_TIMEOUT = 30.0
+DEFAULT_TOOLS = (
+    "Read",
+    "Write",
+    "Edit",
+    "Bash",
+    "Glob",
+    "Grep",
+    "WebSearch",
+    "TodoWrite",
+    "AskUserQuestion",
+    "Skill",
+)
+PRODUCTION_TOOLS = tuple(tool for tool in DEFAULT_TOOLS if tool != "WebSearch")
+
+
+def session_stream(session_id: str) -> str:
+    return f"/v1/stream/session/{session_id}"
+
+
+@attrs.frozen(kw_only=True)
+class SessionConfig:
+    """What a session runs with (decided by the orchestrator from settings + request)."""
+
+    session_id: str
+    description: str
+    project_name: str
+    freeform: bool = False
+    model: str | None = None
+    production: bool = False
+    budget_usd: float = math.inf
+    network: str = "host"
+    agent_env: Mapping[str, str] = attrs.field(factory=dict)  # API key, base URL
+    allowed_tools: tuple[str, ...] | None = None
+    resume: str | None = None  # a Claude session id to resume
+    cli_path: str = SANDBOX_CLI_PATH  # where the Claude Code binary is, seen from the sandbox
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Iterate:
+    request: str
+
+
+@attrs.frozen
+class Interrupt:
+    pass
+
+
+@attrs.frozen
+class Cancel:
+    pass
+
+
+@attrs.frozen
+class Delete:
+    pass
+
+
+@attrs.frozen
+class GetSandbox:
+    pass
+
+
+# -- what the run task reports ----------------------------------------------------------
+
+
+@attrs.frozen
+class _Emit:
+    event: ev.Event
+    source: ev.Source
+
+
+@attrs.frozen
+class _Cost:
+    amount: float
+
+
+@attrs.frozen
+class _TurnDone:
+    success: bool
+    claude_session_id: str | None
+    cost_usd: float
+
+
+@attrs.frozen
+class _Failed:
+    message: str
+
+
+@attrs.define(eq=False)
+class SessionActor(Actor):
+    config: SessionConfig
+    store: Store
+    provider: SandboxProvider
+    registry: ActorRef
+
+    status: str = "running"
+    sandbox: Sandbox | None = None
+    meter: CostMeter = attrs.field(factory=CostMeter)
+    _agent: ClaudeAgent | None = None
+    _run_scope: trio.CancelScope | None = None
+    _prompts: trio.MemorySendChannel[str] | None = None
+    _ended: bool = False
+
+    mailbox_size = 256
+    stop_timeout = 5.0
+
+    def cleanup_timeout(self) -> float:
+        return DESTROY_TIMEOUT + 15.0
+
+    @property
+    def path(self) -> str:
+        return session_stream(self.config.session_id)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        await self.store.create(self.path, CreateRequest(content_type=JSON))
+        await self._emit(ev.UserPrompt(message=self.config.description))
+        send, receive = trio.open_memory_channel[str](64)
+        self._prompts = send
+        self.ctx.nursery.start_soon(self._run, receive)
+
+    async def on_stop(self) -> None:
+        await self._teardown()
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def handle(self, msg: Any) -> Any:
+        if isinstance(msg, _Emit):
+            await self._emit(msg.event, msg.source)
+        elif isinstance(msg, _Cost):
+            await self._cost(msg.amount)
+        elif isinstance(msg, _TurnDone):
+            await self._turn_done(msg)
+        elif isinstance(msg, _Failed):
+            await self._emit(ev.Log(level="error", message=f"Session failed: {msg.message}"))
+            await self._end("error")
+        elif isinstance(msg, Iterate):
+            return await self._iterate(msg.request)
+        elif isinstance(msg, Interrupt):
+            if self._agent is not None:
+                with trio.move_on_after(10):
+                    await self._agent.interrupt()
+            await self._set_status("complete")
+        elif isinstance(msg, Cancel):
+            if not self._ended:
+                await self._emit(ev.SessionEnd(success=False))
+            await self._end("cancelled")
+        elif isinstance(msg, GetSandbox):
+            return self.sandbox
+        elif isinstance(msg, Delete):
+            await self._end(self.status if self._ended else "cancelled")
+        else:
+            raise Refused(f"a session does not understand {type(msg).__name__}")
+        return None
+
+    async def _iterate(self, request: str) -> None:
+        if self._ended or self._prompts is None:
+            raise Refused("Container is not running")
+        await self._emit(ev.UserPrompt(message=request))
+        try:
+            self._prompts.send_nowait(request)
+        except trio.WouldBlock:
+            raise Refused("too many requests are queued for this session") from None
+        await self._set_status("running")
+
+    async def _cost(self, amount: float) -> None:
+        await self._emit(
+            ev.CostUpdate(cost_usd=round(amount, 6), total_usd=round(self.meter.total, 6))
+        )
+        if self.meter.total > self.config.budget_usd and not self._ended:
+            await self._emit(
+                ev.BudgetExceeded(
+                    budget_usd=self.config.budget_usd, spent_usd=round(self.meter.total, 6)
+                )
+            )
+            await self._end("error")
+
+    async def _turn_done(self, msg: _TurnDone) -> None:
+        update: dict[str, Any] = {
+            "status": "complete" if msg.success else "error",
+            "totalCostUsd": round(self.meter.total, 6),
+        }
+        if msg.claude_session_id:
+            update["lastCoderSessionId"] = msg.claude_session_id
+        self.status = update["status"]
+        await self.registry.ask(UpdateSession(self.config.session_id, update))
+        if self.meter.total > self.config.budget_usd:
+            await self._cost(0.0)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _emit(self, event: ev.Event, source: ev.Source = "server") -> None:
+        body = json.dumps([event.to_json(source)], separators=(",", ":")).encode()
+        await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
+
+    async def _set_status(self, status: str) -> None:
+        self.status = status
+        await self.registry.ask(UpdateSession(self.config.session_id, {"status": status}))
+
+    async def _end(self, status: str) -> None:
+        """The session is over: stop the agent, remove the sandbox, record why."""
+        self._ended = True
+        await self._teardown()
+        await self._set_status(status)
+
+    async def _teardown(self) -> None:
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+        if self._prompts is not None:
+            self._prompts.close()
+        sandbox, self.sandbox = self.sandbox, None
+        if sandbox is not None:
+            with shielded(DESTROY_TIMEOUT):
+                try:
+                    await sandbox.destroy()
+                except Exception:
+                    logger.exception(
+                        "session %s: destroying its sandbox failed", self.config.session_id
+                    )
+
+    # -- the run task ------------------------------------------------------------------
+
+    async def _report(self, msg: object) -> None:
+        await self.ctx.ref.send(msg)
+
+    async def _run(self, prompts: trio.MemoryReceiveChannel[str]) -> None:
+        with trio.CancelScope() as self._run_scope:
+            try:
+                await self._provision_and_drive(prompts)
+            except ActorStopped:
+                return
+            except Exception as exc:
+                logger.exception("session %s failed", self.config.session_id)
+                try:
+                    await self._report(_Failed(str(exc) or type(exc).__name__))
+                except ActorStopped:
+                    pass
+
+    async def _provision_and_drive(self, prompts: trio.MemoryReceiveChannel[str]) -> None:
+        config = self.config
+        runtime = self.provider.runtime
+        await self._report(
+            _Emit(ev.Log(level="build", message=f"Creating {runtime} sandbox..."), "server")
+        )
+        spec = SandboxSpec(
+            session_id=config.session_id,
+            project_name=config.project_name,
+            env=dict(config.agent_env),
+            network=config.network,  # type: ignore[arg-type]
+        )
+        # Shielded: a sandbox made is a sandbox recorded, so teardown can remove it.
+        with trio.CancelScope(shield=True):
+            sandbox = self.sandbox = await self.provider.create(spec)
+        await trio.lowlevel.checkpoint()
+        await self._report(
+            _Emit(ev.Log(level="system", message=f"Sandbox ready ({runtime})"), "server")
+        )
+        await self.registry.ask(
+            UpdateSession(config.session_id, {"sandboxProjectDir": sandbox.workdir})
+        )
+        if not config.freeform:
+            await workspace.prepare(sandbox, config.project_name, config.description)
+            await self._report(_Emit(ev.Log(level="system", message="Project ready"), "server"))
+        prompt = config.description if config.freeform else f"/create-app {config.description}"
+        tools = config.allowed_tools or (PRODUCTION_TOOLS if config.production else DEFAULT_TOOLS)
+        options = ClaudeAgentOptions(
+            system_prompt={"type": "preset", "preset": "claude_code"},
+            model=config.model,
+            allowed_tools=list(tools),
+            permission_mode="bypassPermissions",
+            cwd=sandbox.workdir,
+            resume=config.resume,
+            setting_sources=["project"],
+        )
+
+        async def emit(event: ev.Event) -> None:
+            await self._report(_Emit(event, "agent"))
+
+        async def on_cost(amount: float) -> None:
+            await self._report(_Cost(amount))
+
+        await self._report(
+            _Emit(ev.Log(level="build", message=f"Running: claude {prompt!r}"), "server")
+        )
+        agent = self._agent = ClaudeAgent(
+            sandbox, options, emit, meter=self.meter, on_cost=on_cost, cli_path=config.cli_path
+        )
+
+        async def on_turn(result: ResultMessage) -> None:
+            success = result.subtype == "success" and not result.is_error
+            await self._report(_TurnDone(success, agent.session_id, self.meter.total))
+
+        try:
+            await agent.serve(prompt, prompts, on_turn)
+        finally:
+            self._agent = None
+        if not self._ended:
+            raise RuntimeError("the agent process ended unexpectedly")

@@ -1,0 +1,126 @@
+"""The session registry: every session's info, kept in the ``registry`` stream.
+
+:class:`RegistryActor` owns the registry. Every change is appended to the stream first
+(``session_registered`` / ``session_updated`` / ``session_deleted``, reference §5.4),
+then applied in memory; on start the stream is replayed in full (no time limit: §17.18).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from actors import Actor, Refused
+from transport import AppendRequest, CreateRequest, Store
+
+from ..events import now_ts
+
+__all__ = [
+    "REGISTRY_STREAM",
+    "GetSession",
+    "ListSessions",
+    "RegisterSession",
+    "RegistryActor",
+    "RemoveSession",
+    "UpdateSession",
+]
+
+REGISTRY_STREAM = "/v1/stream/registry"
+JSON = "application/json"
+
+
+@attrs.frozen
+class RegisterSession:
+    info: dict[str, Any]
+
+
+@attrs.frozen
+class UpdateSession:
+    session_id: str
+    update: dict[str, Any]
+
+
+@attrs.frozen
+class RemoveSession:
+    session_id: str
+
+
+@attrs.frozen
+class GetSession:
+    session_id: str
+
+
+@attrs.frozen
+class ListSessions:
+    pass
+
+
+@attrs.define(eq=False)
+class RegistryActor(Actor):
+    store: Store
+    path: str = REGISTRY_STREAM
+    sessions: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    async def on_start(self) -> None:
+        await self.store.create(self.path, CreateRequest(content_type=JSON))
+        offset = "-1"
+        while True:
+            page = await self.store.read(self.path, offset)
+            if page.chunks:
+                for record in json.loads(page.body()):
+                    self._apply(record)
+            offset = page.next_offset
+            if page.up_to_date:
+                break
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        kind = record.get("type")
+        if kind == "session_registered":
+            info = record.get("session")
+            if isinstance(info, dict) and isinstance(info.get("id"), str):
+                self.sessions[info["id"]] = dict(info)
+        elif kind == "session_updated":
+            known = self.sessions.get(str(record.get("sessionId")))
+            update = record.get("update")
+            if known is not None and isinstance(update, dict):
+                known.update(update)
+        elif kind == "session_deleted":
+            self.sessions.pop(str(record.get("sessionId")), None)
+
+    async def _record(self, record: dict[str, Any]) -> None:
+        body = json.dumps([record], separators=(",", ":")).encode()
+        await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
+        self._apply(record)
+
+    async def handle(self, msg: Any) -> Any:
+        if isinstance(msg, RegisterSession):
+            info = {**msg.info, "lastActiveAt": now_ts()}
+            await self._record({"type": "session_registered", "session": info, "ts": now_ts()})
+            return dict(info)
+        if isinstance(msg, UpdateSession):
+            if msg.session_id not in self.sessions:
+                raise Refused(f"no session {msg.session_id}")
+            update = {**msg.update, "lastActiveAt": now_ts()}
+            await self._record(
+                {
+                    "type": "session_updated",
+                    "sessionId": msg.session_id,
+                    "update": update,
+                    "ts": now_ts(),
+                }
+            )
+            return dict(self.sessions[msg.session_id])
+        if isinstance(msg, RemoveSession):
+            if msg.session_id in self.sessions:
+                await self._record(
+                    {"type": "session_deleted", "sessionId": msg.session_id, "ts": now_ts()}
+                )
+            return None
+        if isinstance(msg, GetSession):
+            found = self.sessions.get(msg.session_id)
+            return dict(found) if found is not None else None
+        if isinstance(msg, ListSessions):
+            return [dict(info) for info in self.sessions.values()]
+        raise Refused(f"the registry does not understand {type(msg).__name__}")
