@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -122,9 +122,10 @@ class Session:
 
     async def events(
         self, offset: str = "-1", *, follow: bool = True, wait: float = 20.0
-    ) -> AsyncIterator[EventItem]:
+    ) -> AsyncGenerator[EventItem, None]:
         """The session's events from ``offset``; with ``follow``, waits for more until
-        the iteration is left (or the stream is deleted)."""
+        the iteration is left (or the stream is deleted). Close it when you leave early:
+        ``async with contextlib.aclosing(session.events()) as events: ...``."""
         store = self._orch.store
         while True:
             try:
@@ -143,9 +144,10 @@ class Session:
 
     async def wait_for(self, *types: str, offset: str = "-1") -> EventItem:
         """The first event (from ``offset``) whose type is one of ``types``."""
-        async for item in self.events(offset):
-            if item.event.type in types:
-                return item
+        async with aclosing(self.events(offset)) as items:
+            async for item in items:
+                if item.event.type in types:
+                    return item
         raise OrchestratorError(f"the session's stream ended before {types}", 404)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -205,11 +206,12 @@ def create_api(orch: Orchestrator) -> Quart:
         session = orch.session(session_id)
 
         async def stream() -> AsyncIterator[bytes]:
-            async for item in session.events(offset):
-                if item.raw.get("type") in HIDDEN_TYPES:
-                    continue
-                data = json.dumps(item.raw, separators=(",", ":"))
-                yield f"id: {item.offset}\ndata: {data}\n\n".encode()
+            async with aclosing(session.events(offset)) as items:
+                async for item in items:
+                    if item.raw.get("type") in HIDDEN_TYPES:
+                        continue
+                    data = json.dumps(item.raw, separators=(",", ":"))
+                    yield f"id: {item.offset}\ndata: {data}\n\n".encode()
 
         response = Response(stream(), content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"

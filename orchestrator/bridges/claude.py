@@ -195,9 +195,19 @@ class ClaudeAgent:
         client = ClaudeSDKClient(options=self.options, transport=self._transport)
         await client.connect()
         self._client = client
-        try:
+        send, messages = trio.open_memory_channel[Message](64)
+
+        async def pump() -> None:
+            # Drained to its natural end (disconnect ends it): closing the SDK's
+            # generators early leaves its inner ones to the garbage collector.
             received = cast(AsyncGenerator[Message, None], client.receive_messages())
-            async with aclosing(received) as messages:
+            async with send, aclosing(received) as stream:
+                async for message in stream:
+                    await send.send(message)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump)
                 await client.query(first)
                 async for message in messages:
                     await self._relay(message)
@@ -207,12 +217,17 @@ class ClaudeAgent:
                     try:
                         prompt = await prompts.receive()
                     except (trio.EndOfChannel, trio.ClosedResourceError):
-                        return
+                        break
                     await client.query(prompt)
+                await self._disconnect(client)
         finally:
             self._client = None
-            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                await client.disconnect()
+            await self._disconnect(client)
+
+    @staticmethod
+    async def _disconnect(client: ClaudeSDKClient) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            await client.disconnect()
 
     async def _relay(self, message: Message) -> None:
         if isinstance(message, AssistantMessage) and message.usage:

@@ -302,7 +302,12 @@ class SessionActor(Actor):
         )
         # Shielded: a sandbox made is a sandbox recorded, so teardown can remove it.
         with trio.CancelScope(shield=True):
-            sandbox = self.sandbox = await self.provider.create(spec)
+            sandbox = await self.provider.create(spec)
+            if self._ended:  # cancelled or deleted while it was being made
+                with trio.move_on_after(DESTROY_TIMEOUT):
+                    await sandbox.destroy()
+                return
+            self.sandbox = sandbox
         await trio.lowlevel.checkpoint()
         await self._report(
             _Emit(ev.Log(level="system", message=f"Sandbox ready ({runtime})"), "server")
