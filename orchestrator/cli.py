@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -11,6 +13,11 @@ from pathlib import Path
 
 import trio
 
+from orchestrator import events as ev
+from orchestrator.api.app import create_api
+from orchestrator.config import ConfigError, Settings
+from orchestrator.core import EventItem, Orchestrator
+from orchestrator.tokens import Purpose
 from transport import (
     DiskStore,
     MemoryStore,
@@ -56,6 +63,57 @@ def _add_streams(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """Flags that override the environment (see orchestrator.config)."""
+    parser.add_argument("--data-dir", type=Path, default=None, help="default ./.orchestrator")
+    parser.add_argument("--sandbox", choices=["docker", "local", "auto"], default=None)
+    parser.add_argument("--network", choices=["none", "host", "bridge"], default=None)
+    parser.add_argument("--mode", choices=["dev", "production"], default=None)
+    parser.add_argument("--max-session-cost-usd", type=float, default=None)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return Settings.from_env(
+            os.environ,
+            {
+                "data_dir": args.data_dir,
+                "sandbox": args.sandbox,
+                "sandbox_network": args.network,
+                "mode": args.mode,
+                "max_session_cost_usd": args.max_session_cost_usd,
+                "host": getattr(args, "host", None),
+                "port": getattr(args, "port", None),
+            },
+        )
+    except ConfigError as exc:
+        raise SystemExit(f"orchestrator: {exc}") from None
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve_cmd = commands.add_parser(
+        "serve",
+        help="run the orchestrator's HTTP API (embedded defaults)",
+        description="Serve the HTTP API: sessions in sandboxes, events as SSE.",
+    )
+    serve_cmd.add_argument("--host", default=None, help="default 127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=None, help="default 4400")
+    _add_settings(serve_cmd)
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run_cmd = commands.add_parser(
+        "run",
+        help="run one session in the terminal and exit with its result",
+        description="Run one agent session, print its progress, exit 0 if it succeeded.",
+    )
+    run_cmd.add_argument("description")
+    run_cmd.add_argument(
+        "--freeform", action="store_true", help="send the description as the prompt as is"
+    )
+    _add_settings(run_cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -63,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_streams(commands)
+    _add_serve(commands)
+    _add_run(commands)
     return parser
 
 
@@ -98,6 +158,71 @@ async def run_streams(args: argparse.Namespace) -> None:
             print(f"streams: listening on {' '.join(binds)} (store: {where})", flush=True)
 
 
+async def run_serve(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    async with Orchestrator(settings) as orch:
+        admin = settings.data_dir / "admin-token"
+        if not admin.exists():
+            admin.touch(mode=0o600)
+            admin.write_text(orch.signer.token(Purpose.ADMIN) + "\n")
+        app = create_api(orch)
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                lambda task_status: serve(
+                    app,
+                    host=settings.host,
+                    port=settings.port,
+                    shutdown_trigger=_until_signalled,
+                    task_status=task_status,
+                )
+            )
+            print(
+                f"orchestrator: listening on {' '.join(binds)} "
+                f"(mode {settings.mode}, sandbox {orch.provider.runtime}, "
+                f"data {settings.data_dir}, secret {settings.data_dir / 'secret'}, "
+                f"admin token in {admin})",
+                flush=True,
+            )
+
+
+def _describe(item: EventItem) -> str | None:
+    event = item.event
+    if isinstance(event, ev.Log):
+        return f"[{event.level}] {event.message}"
+    if isinstance(event, ev.AssistantMessage):
+        return event.text
+    if isinstance(event, ev.PreToolUse):
+        return f"-> {event.tool_name} {json.dumps(event.tool_input)[:200]}"
+    if isinstance(event, ev.PostToolUse):
+        mark = "!!" if event.error is not None else "<-"
+        return f"{mark} {event.tool_response[:200]}"
+    if isinstance(event, ev.BudgetExceeded):
+        return f"budget exceeded: ${event.spent_usd:.4f} of ${event.budget_usd:.2f}"
+    if isinstance(event, ev.SessionEnd):
+        cost = f" (${event.cost_usd:.4f})" if event.cost_usd is not None else ""
+        return f"session ended: {'success' if event.success else 'failure'}{cost}"
+    return None
+
+
+async def run_one(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    async with Orchestrator(settings) as orch:
+        session = await orch.create_session(args.description, freeform=args.freeform)
+        async with contextlib.aclosing(session.events()) as events:
+            async for item in events:
+                line = _describe(item)
+                if line is not None:
+                    print(line, flush=True)
+                event = item.event
+                if isinstance(event, ev.SessionEnd):
+                    return 0 if event.success else 1
+                if isinstance(event, ev.BudgetExceeded):
+                    return 1
+                if isinstance(event, ev.Log) and event.level == "error":
+                    return 1
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -106,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "streams":
         trio.run(run_streams, args)
+    elif args.command == "serve":
+        trio.run(run_serve, args)
+    elif args.command == "run":
+        return trio.run(run_one, args)
     return 0
 
 

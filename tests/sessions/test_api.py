@@ -1,0 +1,144 @@
+"""The HTTP API over a real hypercorn server, with the real Claude Code CLI in local
+sandboxes against the scripted model: create, SSE events (resumable), iterate, files,
+path traversal refused, tokens checked, delete."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from orchestrator.api.app import create_api
+from orchestrator.core import Orchestrator
+from orchestrator.sandboxes.local import LocalProvider
+from orchestrator.tokens import Purpose
+from transport import serve
+
+from .support import DONE, WRITE_FILE, scripted
+
+
+@asynccontextmanager
+async def api_server(orch: Orchestrator) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_api(orch)
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            lambda task_status: serve(app, host="127.0.0.1", port=0, task_status=task_status)
+        )
+        async with httpx.AsyncClient(base_url=binds[0], timeout=30) as client:
+            yield client
+        nursery.cancel_scope.cancel()
+
+
+async def sse_events(
+    client: httpx.AsyncClient, path: str, token: str, until: str, **params: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(id, event) pairs from the session's SSE up to and including type ``until``.
+
+    Leaving is a cancellation of the read, which unwinds httpx's chain of body
+    generators (closing only the outer one would leave the others to the GC)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with trio.fail_after(60), trio.CancelScope() as done:
+        async with client.stream("GET", path, headers=headers, params=params) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            event_id = ""
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    event_id = line[4:]
+                elif line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    found.append((event_id, event))
+                    if event["type"] == until:
+                        done.cancel()
+    assert found, "no event came"
+    assert found[-1][1]["type"] == until, "the SSE stream ended early"
+    return found
+
+
+async def test_a_session_over_http(tmp_path: Path) -> None:
+    provider = LocalProvider("test-server", tmp_path / "sandboxes")
+    turns = [WRITE_FILE, DONE, "Again."]
+    async with scripted(turns, tmp_path, provider) as (_models, orch), api_server(orch) as client:
+        assert (await client.get("/api/health")).json()["healthy"] is True
+        assert (await client.get("/api/config")).json() == {"devMode": True}
+
+        # validation: clear 400s, nothing created
+        for bad in ({}, {"description": ""}, {"description": 5}, {"description": "x" * 10_001}):
+            response = await client.post("/api/sessions", json=bad)
+            assert response.status_code == 400, bad
+            assert response.json()["error"].startswith("Validation failed")
+        response = await client.post(
+            "/api/sessions", content=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert response.json() == {"error": "Invalid JSON body"}
+        assert await orch.sessions() == []
+
+        created = await client.post(
+            "/api/sessions", json={"description": "make f.txt", "freeform": True}
+        )
+        assert created.status_code == 201
+        body = created.json()
+        sid, token = body["sessionId"], body["sessionToken"]
+        assert body["session"]["id"] == sid
+        auth = {"Authorization": f"Bearer {token}"}
+
+        # tokens: none, another purpose, another session's -> 401
+        other = orch.signer.token(Purpose.SESSION, "someone-else")
+        hook = orch.signer.token(Purpose.HOOK, sid)
+        for headers in (
+            {},
+            {"Authorization": f"Bearer {other}"},
+            {"Authorization": f"Bearer {hook}"},
+        ):
+            assert (await client.get(f"/api/sessions/{sid}", headers=headers)).status_code == 401
+        assert (await client.get("/api/sandboxes")).status_code == 401
+
+        events = await sse_events(client, f"/api/sessions/{sid}/events", token, "session_end")
+        kinds = [event["type"] for _, event in events]
+        assert "pre_tool_use" in kinds
+        assert "post_tool_use" in kinds
+        assert events[-1][1]["success"] is True
+        assert events[-1][1]["cost_usd"] > 0
+
+        files = (await client.get(f"/api/sessions/{sid}/files", headers=auth)).json()
+        assert any(path.endswith("/f.txt") for path in files["files"])
+        content = await client.get(
+            f"/api/sessions/{sid}/file-content", params={"path": "f.txt"}, headers=auth
+        )
+        assert content.json() == {"content": "hello\n"}
+        for escape in ("../../../../etc/passwd", "/etc/passwd", "a/../../x"):
+            refused = await client.get(
+                f"/api/sessions/{sid}/file-content", params={"path": escape}, headers=auth
+            )
+            assert refused.status_code == 403, escape
+
+        # iterate, then resume the SSE from the last id: only the new turn arrives
+        last_id = events[-1][0]
+        iterate = await client.post(
+            f"/api/sessions/{sid}/iterate", json={"request": "again"}, headers=auth
+        )
+        assert iterate.json() == {"ok": True}
+        assert (
+            await client.post(f"/api/sessions/{sid}/iterate", json={}, headers=auth)
+        ).status_code == 400
+        more = await sse_events(
+            client, f"/api/sessions/{sid}/events", token, "session_end", offset=last_id
+        )
+        assert more[0][1] == {**more[0][1], "type": "user_prompt", "message": "again"}
+        texts = [event["text"] for _, event in more if event["type"] == "assistant_message"]
+        assert texts == ["Again."]
+
+        admin = orch.signer.token(Purpose.ADMIN)
+        listed = await client.get("/api/sandboxes", headers={"Authorization": f"Bearer {admin}"})
+        assert [item["sessionId"] for item in listed.json()["sandboxes"]] == [sid]
+
+        deleted = await client.delete(f"/api/sessions/{sid}", headers=auth)
+        assert deleted.json() == {"ok": True}
+        assert (await client.get(f"/api/sessions/{sid}", headers=auth)).status_code == 404
+    assert await provider.list_owned() == []
