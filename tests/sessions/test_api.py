@@ -15,6 +15,7 @@ import trio
 
 from orchestrator.api.app import create_api
 from orchestrator.core import Orchestrator
+from orchestrator.models import Turn
 from orchestrator.sandboxes.local import LocalProvider
 from orchestrator.tokens import Purpose
 from transport import serve
@@ -63,7 +64,7 @@ async def sse_events(
 
 async def test_a_session_over_http(tmp_path: Path) -> None:
     provider = LocalProvider("test-server", tmp_path / "sandboxes")
-    turns = [WRITE_FILE, DONE, "Again."]
+    turns: list[Turn | str] = [WRITE_FILE, DONE, "Again."]
     async with scripted(turns, tmp_path, provider) as (_models, orch), api_server(orch) as client:
         assert (await client.get("/api/health")).json()["healthy"] is True
         assert (await client.get("/api/config")).json() == {"devMode": True}
