@@ -3,15 +3,14 @@ built by ``scripts/docker-engine``."""
 
 from __future__ import annotations
 
-import gc
 import os
-import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
 import docker
-import docker.errors
 import trio
+
+from orchestrator.sandboxes import SandboxError, connect_engine
 
 BUSYBOX_IMAGE = "agent-orchestrator/busybox:1"
 DEBIAN_IMAGE = "agent-orchestrator/debian:bookworm-1"
@@ -26,25 +25,10 @@ def in_ci() -> bool:
 
 def connect() -> tuple[docker.DockerClient | None, str]:
     """A client whose engine answered a ping, or None and the reason."""
-    # Ask with the oldest API version first, so a failed probe leaves no socket open,
-    # then speak the engine's own version.
-    probe = docker.from_env(version="1.24", timeout=30)
-    version = reason = ""
     try:
-        version = str(probe.version()["ApiVersion"])
-    except (docker.errors.DockerException, OSError, KeyError) as exc:
-        reason = f"no Docker engine answers ({exc}); run: bash scripts/docker-engine"
-    finally:
-        probe.close()
-    if reason:
-        # docker-py leaves the socket of a failed connect open: collect it here (once
-        # the traceback holding it is gone) rather than let its ResourceWarning fail
-        # an unrelated test later.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-        return None, reason
-    return docker.from_env(version=version, timeout=30), ""
+        return connect_engine(), ""
+    except SandboxError as exc:
+        return None, f"{exc}; run: bash scripts/docker-engine"
 
 
 async def off_loop(limiter: trio.CapacityLimiter, fn: Callable[[], T]) -> T:
