@@ -132,12 +132,18 @@ class Session:
                 page = await store.read(self.stream, offset, wait=wait if follow else 0.0)
             except StreamNotFound:
                 return
-            if page.chunks:
-                records = json.loads(page.body())
-                for index, record in enumerate(records):
+            start = offset
+            for index, chunk in enumerate(page.chunks):
+                # each chunk is one append: its values, comma-joined
+                end = page.ends[index] if index < len(page.ends) else page.next_offset
+                values = json.loads(b"[" + chunk + b"]")
+                for position, record in enumerate(values):
+                    if not isinstance(record, dict):
+                        continue
                     event, source = ev.event_from_json(record)
-                    last = index == len(records) - 1
-                    yield EventItem(event, source, page.next_offset if last else offset, record)
+                    after = end if position == len(values) - 1 else start
+                    yield EventItem(event, source, after, record)
+                start = end
             offset = page.next_offset
             if not follow and page.up_to_date:
                 return

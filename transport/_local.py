@@ -610,12 +610,14 @@ class LocalStore(Store):
     def _collect(self, stream: _Stream, position: int, offset: str) -> ReadResult:
         records = stream.records_after(position, stream.visible_tail)
         chunks: list[bytes] = []
+        ends: list[str] = []
         size = 0
         end = stream.visible_tail  # where a reader goes next when nothing was found
         for record_end, payload in records:
             if chunks and size + len(payload) > self._max_read_bytes:
                 break
             chunks.append(payload)
+            ends.append(format_offset(record_end))
             size += len(payload)
             end = record_end
         up_to_date = len(chunks) == len(records)
@@ -627,6 +629,7 @@ class LocalStore(Store):
             up_to_date=up_to_date,
             closed=stream.visible_closed and up_to_date,
             json=stream.json,
+            ends=tuple(ends),
         )
 
 

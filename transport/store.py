@@ -118,6 +118,7 @@ class ReadResult:
     up_to_date: bool
     closed: bool  # the stream is closed and this read reached its final offset
     json: bool = False
+    ends: tuple[str, ...] = ()  # the offset after each chunk (when the store knows it)
 
     @property
     def empty(self) -> bool:
