@@ -28,7 +28,6 @@ from actors import ActorRef, ActorSystem
 from transport import DiskStore, MemoryStore, Store, StreamNotFound
 
 from . import events as ev
-from .bridges.claude import SANDBOX_CLI_PATH
 from .config import Settings
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
 from .sessions.actor import (
@@ -299,9 +298,6 @@ class Orchestrator:
             budget_usd=settings.max_session_cost_usd or math.inf,
             network=settings.sandbox_network,
             agent_env=env,
-            cli_path=(
-                str(bundled_claude_cli()) if self.provider.runtime == "local" else SANDBOX_CLI_PATH
-            ),
         )
         info = {
             "id": session_id,

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .node_support import ensure_node_modules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,4 +37,11 @@ def test_streams_bench_prints_its_figures() -> None:
     ensure_node_modules()
     figures = figures_of("bench.streams", "--quick")
     for key in ("latency_p50_ratio", "small_msgs_ratio", "large_ratio", "fanout_p99_ms"):
+        assert float(figures[key]) > 0, key
+
+
+@pytest.mark.docker
+def test_sessions_bench_prints_its_figures(docker_client: object) -> None:
+    figures = figures_of("bench.sessions", "--runs", "2")
+    for key in ("sandbox_start_ratio", "session_ready_s", "teardown_p99_s"):
         assert float(figures[key]) > 0, key

@@ -96,4 +96,4 @@ async def make_provider(
         )
     if root is None:
         raise ValueError("local sandboxes need a root directory")
-    return LocalProvider(server_id, root)
+    return LocalProvider(server_id, root, claude_binary=claude_binary)

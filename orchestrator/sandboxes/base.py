@@ -138,6 +138,8 @@ class Sandbox(abc.ABC):
     session_id: str
     runtime: str
     workdir: str
+    # Where the provider's Claude Code binary is, seen from inside the sandbox.
+    claude_path: str = "/opt/claude/claude"
 
     @abc.abstractmethod
     async def exec(

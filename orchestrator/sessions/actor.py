@@ -25,7 +25,7 @@ from actors import Actor, ActorRef, ActorStopped, Refused, shielded
 from transport import AppendRequest, CreateRequest, Store
 
 from .. import events as ev
-from ..bridges.claude import SANDBOX_CLI_PATH, ClaudeAgent
+from ..bridges.claude import ClaudeAgent
 from ..bridges.claude_events import CostMeter
 from ..sandboxes.base import Sandbox, SandboxProvider, SandboxSpec
 from . import workspace
@@ -80,7 +80,6 @@ class SessionConfig:
     agent_env: Mapping[str, str] = attrs.field(factory=dict)  # API key, base URL
     allowed_tools: tuple[str, ...] | None = None
     resume: str | None = None  # a Claude session id to resume
-    cli_path: str = SANDBOX_CLI_PATH  # where the Claude Code binary is, seen from the sandbox
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -340,7 +339,7 @@ class SessionActor(Actor):
             _Emit(ev.Log(level="build", message=f"Running: claude {prompt!r}"), "server")
         )
         agent = self._agent = ClaudeAgent(
-            sandbox, options, emit, meter=self.meter, on_cost=on_cost, cli_path=config.cli_path
+            sandbox, options, emit, meter=self.meter, on_cost=on_cost, cli_path=sandbox.claude_path
         )
 
         async def on_turn(result: ResultMessage) -> None:

@@ -14,7 +14,7 @@ import httpx
 import trio
 
 from orchestrator.api.app import create_api
-from orchestrator.core import Orchestrator
+from orchestrator.core import Orchestrator, bundled_claude_cli
 from orchestrator.models import Turn
 from orchestrator.sandboxes.local import LocalProvider
 from orchestrator.tokens import Purpose
@@ -63,7 +63,9 @@ async def sse_events(
 
 
 async def test_a_session_over_http(tmp_path: Path) -> None:
-    provider = LocalProvider("test-server", tmp_path / "sandboxes")
+    provider = LocalProvider(
+        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
+    )
     turns: list[Turn | str] = [WRITE_FILE, DONE, "Again."]
     async with scripted(turns, tmp_path, provider) as (_models, orch), api_server(orch) as client:
         assert (await client.get("/api/health")).json()["healthy"] is True

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from orchestrator import events as ev
-from orchestrator.core import OrchestratorError
+from orchestrator.core import OrchestratorError, bundled_claude_cli
 from orchestrator.models import Turn, Usage
 from orchestrator.sandboxes.base import Sandbox, SandboxError, SandboxInfo, SandboxSpec
 from orchestrator.sandboxes.local import LocalProvider
@@ -21,7 +21,7 @@ from .support import DONE, WRITE_FILE, collect_until, scripted, types_of, wait_s
 
 
 def local(tmp_path: Path) -> LocalProvider:
-    return LocalProvider("test-server", tmp_path / "sandboxes")
+    return LocalProvider("test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli())
 
 
 async def test_a_freeform_session_runs_a_tool_and_answers(tmp_path: Path) -> None:
@@ -108,7 +108,9 @@ async def test_a_spent_budget_tears_the_session_down(tmp_path: Path) -> None:
 
 
 def slow(tmp_path: Path, *, delay: float = 0.0, fail: bool = False) -> LocalProvider:
-    provider = LocalProvider("test-server", tmp_path / "sandboxes")
+    provider = LocalProvider(
+        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
+    )
     original = provider.create
 
     async def create(spec: SandboxSpec) -> Sandbox:
