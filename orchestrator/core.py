@@ -283,7 +283,12 @@ class Orchestrator:
         else:
             project = f"project-{session_id[:8]}"
         env: dict[str, str] = {}
-        key = settings.anthropic_api_key or api_key
+        # production: the server's own key only; dev: the server's, else the caller's
+        key = (
+            settings.anthropic_api_key
+            if settings.production
+            else (settings.anthropic_api_key or api_key)
+        )
         if key:
             env["ANTHROPIC_API_KEY"] = key
         if settings.anthropic_base_url:

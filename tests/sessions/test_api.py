@@ -5,18 +5,20 @@ path traversal refused, tokens checked, delete."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from orchestrator.api.app import create_api
 from orchestrator.core import Orchestrator, bundled_claude_cli
 from orchestrator.models import Turn
-from orchestrator.sandboxes.local import LocalProvider
+from orchestrator.sandboxes import DockerProvider, LocalProvider, SandboxProvider
 from orchestrator.tokens import Purpose
 from transport import serve
 
@@ -62,10 +64,24 @@ async def sse_events(
     return found
 
 
-async def test_a_session_over_http(tmp_path: Path) -> None:
-    provider = LocalProvider(
-        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> SandboxProvider:
+    if request.param == "local":
+        return LocalProvider(
+            "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
+        )
+    client = request.getfixturevalue("docker_client")
+    limiter = request.getfixturevalue("docker_limiter")
+    return DockerProvider(
+        f"test-{uuid.uuid4().hex[:12]}",
+        client=client,
+        limiter=limiter,
+        network="host",
+        claude_binary=bundled_claude_cli(),
     )
+
+
+async def test_a_session_over_http(tmp_path: Path, provider: SandboxProvider) -> None:
     turns: list[Turn | str] = [WRITE_FILE, DONE, "Again."]
     async with scripted(turns, tmp_path, provider) as (_models, orch), api_server(orch) as client:
         assert (await client.get("/api/health")).json()["healthy"] is True
