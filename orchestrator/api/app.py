@@ -342,6 +342,24 @@ def create_api(orch: Orchestrator) -> Quart:
             }
         )
 
+    @app.get("/api/sandboxes/<session_id>")
+    @admin_auth
+    async def sandbox(session_id: str) -> Response:
+        for item in await orch.provider.list_owned():
+            if item.session_id == session_id:
+                live = await orch.sandbox_of(session_id)
+                app_running = (await live.app_status()).running if live is not None else False
+                return _json(
+                    {
+                        "sandboxId": item.sandbox_id,
+                        "sessionId": item.session_id,
+                        "runtime": item.runtime,
+                        "alive": item.alive,
+                        "appRunning": app_running,
+                    }
+                )
+        return _error("Sandbox not found", 404)
+
     @app.delete("/api/sandboxes/<sandbox_id>")
     @admin_auth
     async def remove_sandbox(sandbox_id: str) -> Response:

@@ -154,8 +154,12 @@ async def test_a_session_over_http(tmp_path: Path, provider: SandboxProvider) ->
         assert texts == ["Again."]
 
         admin = orch.signer.token(Purpose.ADMIN)
-        listed = await client.get("/api/sandboxes", headers={"Authorization": f"Bearer {admin}"})
+        admin_auth = {"Authorization": f"Bearer {admin}"}
+        listed = await client.get("/api/sandboxes", headers=admin_auth)
         assert [item["sessionId"] for item in listed.json()["sandboxes"]] == [sid]
+        one = await client.get(f"/api/sandboxes/{sid}", headers=admin_auth)
+        assert one.json()["alive"] is True
+        assert (await client.get(f"/api/sandboxes/{sid}", headers=auth)).status_code == 401
 
         deleted = await client.delete(f"/api/sessions/{sid}", headers=auth)
         assert deleted.json() == {"ok": True}
