@@ -165,3 +165,37 @@ async def test_a_session_over_http(tmp_path: Path, provider: SandboxProvider) ->
         assert deleted.json() == {"ok": True}
         assert (await client.get(f"/api/sessions/{sid}", headers=auth)).status_code == 404
     assert await provider.list_owned() == []
+
+
+async def test_production_mode_refuses_freeform_and_shows_the_budget(tmp_path: Path) -> None:
+    provider = LocalProvider("test-server", tmp_path / "sb", claude_binary=bundled_claude_cli())
+    async with (
+        scripted(["Working."], tmp_path, provider, mode="production", max_session_cost_usd=2.0) as (
+            models,
+            orch,
+        ),
+        api_server(orch) as client,
+    ):
+        config = (await client.get("/api/config")).json()
+        assert config == {"devMode": False, "maxSessionCostUsd": 2.0}
+        refused = await client.post("/api/sessions", json={"description": "x", "freeform": True})
+        assert refused.status_code == 403
+        assert refused.json() == {"error": "Freeform sessions are not available"}
+        created = await client.post(
+            "/api/sessions", json={"description": "an app", "apiKey": "user-key"}
+        )
+        sid, token = created.json()["sessionId"], created.json()["sessionToken"]
+        await sse_events(client, f"/api/sessions/{sid}/events", token, "session_end")
+        first = models.main_requests()[0]
+        assert first.body["model"] == orch.settings.model  # pinned
+        tools = {tool["name"] for tool in first.body["tools"]}
+        assert "WebSearch" not in tools
+        # the server's key, not the caller's
+        assert all(request.agent != "user-key" for request in models.requests)
+        auth = {"Authorization": f"Bearer {token}"}
+        assert (await client.post(f"/api/sessions/{sid}/cancel", headers=auth)).json() == {
+            "ok": True
+        }
+        info = (await client.get(f"/api/sessions/{sid}", headers=auth)).json()
+        assert info["status"] == "cancelled"
+    assert await provider.list_owned() == []
