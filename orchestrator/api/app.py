@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from functools import wraps
@@ -22,6 +23,7 @@ from quart_trio import QuartTrio
 from transport import AppendRequest, StreamError
 
 from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
+from ..sandboxes.base import SandboxError, SandboxSpec
 from ..tokens import Purpose
 
 __all__ = ["MAX_BODY_BYTES", "create_api"]
@@ -342,6 +344,40 @@ def create_api(orch: Orchestrator) -> Quart:
             }
         )
 
+    @app.post("/api/sandboxes")
+    @admin_auth
+    async def create_sandbox() -> Response:
+        """An operator's sandbox (no agent in it): labelled like a session's, listed
+        and removed by the routes beside it."""
+        body = await _body()
+        session_id = _field(body, "sessionId", SHORT_LIMIT) or str(uuid.uuid4())
+        try:
+            uuid.UUID(session_id)
+        except ValueError:
+            raise OrchestratorError("Validation failed: sessionId: expected a uuid") from None
+        project = _field(body, "projectName", SHORT_LIMIT) or f"project-{session_id[:8]}"
+        try:
+            spec = SandboxSpec(
+                session_id=session_id,
+                project_name=project,
+                network=orch.settings.sandbox_network,
+            )
+        except ValueError as exc:
+            raise OrchestratorError(f"Validation failed: {exc}") from None
+        try:
+            sandbox = await orch.provider.create(spec)
+        except SandboxError as exc:
+            return _error(str(exc), 409)
+        return _json(
+            {
+                "sandboxId": sandbox.sandbox_id,
+                "sessionId": session_id,
+                "runtime": sandbox.runtime,
+                "projectDir": sandbox.workdir,
+            },
+            201,
+        )
+
     @app.get("/api/sandboxes/<session_id>")
     @admin_auth
     async def sandbox(session_id: str) -> Response:
@@ -360,10 +396,15 @@ def create_api(orch: Orchestrator) -> Quart:
                 )
         return _error("Sandbox not found", 404)
 
-    @app.delete("/api/sandboxes/<sandbox_id>")
+    @app.delete("/api/sandboxes/<session_id>")
     @admin_auth
-    async def remove_sandbox(sandbox_id: str) -> Response:
-        await orch.provider.remove(sandbox_id)
+    async def remove_sandbox(session_id: str) -> Response:
+        """Remove the sandbox of ``session_id`` (as the reference: by session id)."""
+        owned = [i for i in await orch.provider.list_owned() if i.session_id == session_id]
+        if not owned:
+            return _error("Sandbox not found", 404)
+        for item in owned:
+            await orch.provider.remove(item.sandbox_id)
         return _json({"ok": True})
 
     return app

@@ -160,6 +160,13 @@ async def test_a_session_over_http(tmp_path: Path, provider: SandboxProvider) ->
         one = await client.get(f"/api/sandboxes/{sid}", headers=admin_auth)
         assert one.json()["alive"] is True
         assert (await client.get(f"/api/sandboxes/{sid}", headers=auth)).status_code == 401
+        made = await client.post("/api/sandboxes", json={"projectName": "ops"}, headers=admin_auth)
+        assert made.status_code == 201
+        assert (
+            await client.post("/api/sandboxes", json={"projectName": "../x"}, headers=admin_auth)
+        ).status_code == 400
+        gone = await client.delete(f"/api/sandboxes/{made.json()['sessionId']}", headers=admin_auth)
+        assert gone.json() == {"ok": True}
 
         deleted = await client.delete(f"/api/sessions/{sid}", headers=auth)
         assert deleted.json() == {"ok": True}
