@@ -357,7 +357,6 @@ class DockerProvider(SandboxProvider):
             )
             container_id = str(created["Id"])
             api.start(container_id)
-            api.put_archive(container_id, WORKSPACE, _tar_entry(spec.project_name, None, 0o755))
             return container_id
 
         try:
@@ -457,7 +456,10 @@ class DockerSandbox(Sandbox):
         self.sandbox_id = container_id
         self.session_id = session_id
         self.project_name = project_name
-        self.workdir = f"{WORKSPACE}/{project_name}"
+        # The workspace volume is the project directory: the image's /workspace (owned
+        # by agent) is copied up into the new volume, so no extra call has to make a
+        # directory in it (that call was a quarter of the sandbox's start time).
+        self.workdir = WORKSPACE
         self._server_id = server_id
         self._app_command = list(app_command)
         self._app_port = app_port
