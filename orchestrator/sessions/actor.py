@@ -227,6 +227,8 @@ class SessionActor(Actor):
             await self._end("error")
 
     async def _turn_done(self, msg: _TurnDone) -> None:
+        if self._ended:
+            return  # reported before a cancel, delete or failure that has the last word
         update: dict[str, Any] = {
             "status": "complete" if msg.success else "error",
             "totalCostUsd": round(self.meter.total, 6),
