@@ -11,6 +11,8 @@
 | mode | ``ORCHESTRATOR_MODE`` (``dev`` / ``production``) | ``dev`` |
 | model | ``ORCHESTRATOR_MODEL`` | ``claude-sonnet-4-6`` |
 | anthropic_api_key, anthropic_base_url | ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` | unset |
+| electric_api_base_url | ``ELECTRIC_API_BASE_URL`` | the Electric Cloud claim API |
+| electric_dashboard_url | ``ELECTRIC_DASHBOARD_URL`` | the Electric Cloud dashboard |
 
 ``sandbox_network`` defaults to ``host`` because an agent must reach its model endpoint
 (a local one on 127.0.0.1 included); ``none`` isolates it completely.
@@ -56,6 +58,8 @@ class Settings:
     model: str = "claude-sonnet-4-6"
     anthropic_api_key: str | None = attrs.field(default=None, repr=False)
     anthropic_base_url: str | None = None
+    electric_api_base_url: str = "https://dashboard.electric-sql.cloud/api"
+    electric_dashboard_url: str = "https://dashboard.electric-sql.cloud"
 
     @property
     def production(self) -> bool:
@@ -83,6 +87,8 @@ class Settings:
             ("ORCHESTRATOR_MODEL", "model"),
             ("ANTHROPIC_API_KEY", "anthropic_api_key"),
             ("ANTHROPIC_BASE_URL", "anthropic_base_url"),
+            ("ELECTRIC_API_BASE_URL", "electric_api_base_url"),
+            ("ELECTRIC_DASHBOARD_URL", "electric_dashboard_url"),
         ):
             if key in env:
                 values[name] = env[key]

@@ -17,18 +17,21 @@ from contextlib import aclosing
 from functools import wraps
 from typing import Any, TypeVar, cast
 
+import httpx
 from quart import Quart, Response, request
 from quart_trio import QuartTrio
 
 from transport import AppendRequest, StreamError
 
 from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
+from ..electric import ProvisionError, provision
 from ..sandboxes.base import SandboxError, SandboxSpec
 from ..tokens import Purpose
 
 __all__ = ["MAX_BODY_BYTES", "create_api"]
 
 MAX_BODY_BYTES = 1024 * 1024
+PROVISION_POLL_INTERVAL = 1.0  # seconds between polls of the claim API
 APPEND_LIMIT = 65_536
 KEY_LIMIT = 1_000
 SHORT_LIMIT = 500
@@ -146,6 +149,29 @@ def create_api(orch: Orchestrator) -> Quart:
         if orch.settings.production:
             data["maxSessionCostUsd"] = orch.settings.max_session_cost_usd
         return _json(data)
+
+    @app.post("/api/provision-electric")
+    async def provision_electric() -> Response:
+        """A claimable Electric Cloud database for a session's setup choice. Unlike the
+        reference, the caller must hold a session token (the claim API costs money)."""
+        body = await _body()
+        session_id = _field(body, "sessionId", SHORT_LIMIT, required=True)
+        assert session_id is not None
+        if not orch.signer.check(Purpose.SESSION, session_id, _bearer()):
+            return _error("Invalid or missing session token", 401)
+        await known(session_id)
+        settings = orch.settings
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                claim = await provision(
+                    client,
+                    api_base_url=settings.electric_api_base_url,
+                    dashboard_url=settings.electric_dashboard_url,
+                    interval=PROVISION_POLL_INTERVAL,
+                )
+        except ProvisionError as exc:
+            return _error(str(exc), 500)
+        return _json(claim.to_json())
 
     # -- sessions ----------------------------------------------------------------------
 

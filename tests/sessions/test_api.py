@@ -206,3 +206,31 @@ async def test_production_mode_refuses_freeform_and_shows_the_budget(tmp_path: P
         info = (await client.get(f"/api/sessions/{sid}", headers=auth)).json()
         assert info["status"] == "cancelled"
     assert await provider.list_owned() == []
+
+
+async def test_provision_electric_needs_a_session_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.api import app as api_module
+
+    from ..orchestrator.test_electric import fake_claim_api
+
+    monkeypatch.setattr(api_module, "PROVISION_POLL_INTERVAL", 0.01)
+    provider = LocalProvider("test-server", tmp_path / "sb", claude_binary=bundled_claude_cli())
+    async with (
+        fake_claim_api() as claim_api,
+        scripted([DONE], tmp_path, provider, electric_api_base_url=claim_api) as (_m, orch),
+        api_server(orch) as client,
+    ):
+        created = await client.post("/api/sessions", json={"description": "x", "freeform": True})
+        sid, token = created.json()["sessionId"], created.json()["sessionToken"]
+        refused = await client.post("/api/provision-electric", json={"sessionId": sid})
+        assert refused.status_code == 401
+        claimed = await client.post(
+            "/api/provision-electric",
+            json={"sessionId": sid},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert claimed.status_code == 200
+        assert claimed.json()["sourceId"] == "src-9"
+        await orch.session(sid).delete()
