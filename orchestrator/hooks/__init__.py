@@ -1,0 +1,1 @@
+"""Claude Code hooks: payload mapping and the installer for local projects."""
