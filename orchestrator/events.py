@@ -23,15 +23,20 @@ __all__ = [
     "BudgetExceeded",
     "CostUpdate",
     "Event",
+    "GateEnded",
+    "GateOpened",
     "GateResolved",
     "InfraConfigPrompt",
     "Log",
+    "OutboundMessageGate",
+    "OutboundMessageGateResolved",
     "PostToolUse",
     "PreToolUse",
     "SessionEnd",
     "SessionStart",
     "Source",
     "TodoWrite",
+    "ToolPermissionRequest",
     "Unknown",
     "UserPrompt",
     "event_from_json",
@@ -184,6 +189,68 @@ class GateResolved(Event):
     gate: str
     summary: str | None = None
     details: dict[str, str] | None = None
+    resolved_by: dict[str, str] | None = attrs.field(default=None, alias="resolvedBy")
+
+
+@attrs.frozen(kw_only=True)
+class OutboundMessageGate(Event):
+    """A room message waiting for a person's approval (reference §5.2)."""
+
+    type: ClassVar[str] = "outbound_message_gate"
+    gate_id: str = attrs.field(alias="gateId")
+    room_id: str = attrs.field(alias="roomId")
+    body: str
+    to: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class OutboundMessageGateResolved(Event):
+    type: ClassVar[str] = "outbound_message_gate_resolved"
+    gate_id: str = attrs.field(alias="gateId")
+    action: Literal["approve", "edit", "drop"]
+    edited_body: str | None = attrs.field(default=None, alias="editedBody")
+    resolved_by: dict[str, str] | None = attrs.field(default=None, alias="resolvedBy")
+
+
+@attrs.frozen(kw_only=True)
+class ToolPermissionRequest(Event):
+    """Beyond the reference: a tool call waits for a person's approval."""
+
+    type: ClassVar[str] = "tool_permission_request"
+    gate_id: str = attrs.field(alias="gateId")
+    tool_name: str
+    tool_input: dict[str, Any]
+    tool_use_id: str | None = None
+    agent: str | None = None
+    expires_at: str | None = attrs.field(default=None, alias="expiresAt")
+
+
+@attrs.frozen(kw_only=True)
+class GateOpened(Event):
+    """Beyond the reference: the durable record that a gate is pending (what a restart
+    restores). Written in the same append as the gate's reference-shaped announcement
+    (``infra_config_prompt``, ``ask_user_question``, ``outbound_message_gate``,
+    ``tool_permission_request``). ``expiresAt`` is wall-clock ISO-8601."""
+
+    type: ClassVar[str] = "gate_opened"
+    gate_id: str = attrs.field(alias="gateId")
+    gate: str  # the kind: infra_config, ask_user_question, tool_permission, outbound_message
+    request: dict[str, Any] = attrs.field(factory=dict)
+    expires_at: str | None = attrs.field(default=None, alias="expiresAt")
+
+
+@attrs.frozen(kw_only=True)
+class GateEnded(Event):
+    """Beyond the reference: a gate ended, once: ``resolved`` (after its
+    ``gate_resolved``), ``expired`` or ``cancelled``. ``decision`` is the tool
+    permission's ``allow`` / ``deny`` (``deny`` whenever it did not resolve)."""
+
+    type: ClassVar[str] = "gate_ended"
+    gate_id: str = attrs.field(alias="gateId")
+    gate: str
+    outcome: Literal["resolved", "expired", "cancelled"]
+    decision: Literal["allow", "deny"] | None = None
+    reason: str | None = None
     resolved_by: dict[str, str] | None = attrs.field(default=None, alias="resolvedBy")
 
 

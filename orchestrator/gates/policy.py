@@ -1,0 +1,61 @@
+"""Which tool calls need a person: a pure, per-session policy.
+
+Tools in ``deny`` (and, when the session is restricted, tools outside its list) are
+denied; tools in ``allow`` run; everything else asks a person through a
+``tool_permission`` gate. Production sessions are restricted to the reference's tool
+list (``orchestrator.sessions.actor.PRODUCTION_TOOLS``, passed in by the caller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import attrs
+
+__all__ = ["SAFE_TOOLS", "Decision", "ToolPolicy"]
+
+Decision = Literal["allow", "deny", "ask"]
+
+#: Tools that only read, or only talk to the person: allowed without asking.
+#: (``AskUserQuestion`` is answered through its own gate, not a permission.)
+SAFE_TOOLS: frozenset[str] = frozenset(
+    {"Read", "Glob", "Grep", "TodoWrite", "AskUserQuestion", "Skill"}
+)
+
+
+@attrs.frozen(kw_only=True)
+class ToolPolicy:
+    """``deny`` wins over everything; then a tool outside ``only`` (when set) is
+    denied; then ``allow``; the rest ask."""
+
+    allow: frozenset[str] = SAFE_TOOLS
+    deny: frozenset[str] = frozenset()
+    only: frozenset[str] | None = None
+
+    def decide(self, tool_name: str) -> Decision:
+        if tool_name in self.deny:
+            return "deny"
+        if self.only is not None and tool_name not in self.only:
+            return "deny"
+        if tool_name in self.allow:
+            return "allow"
+        return "ask"
+
+    @classmethod
+    def for_session(
+        cls,
+        *,
+        production: bool,
+        tools: Iterable[str],
+        allow: Iterable[str] = SAFE_TOOLS,
+        deny: Iterable[str] = (),
+    ) -> ToolPolicy:
+        """The policy of a session whose agent is given ``tools``: production
+        sessions may use nothing else; development sessions are asked about the
+        rest."""
+        return cls(
+            allow=frozenset(allow),
+            deny=frozenset(deny),
+            only=frozenset(tools) if production else None,
+        )
