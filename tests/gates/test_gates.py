@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import ActorSystem
+from actors import ActorCrashed, ActorSystem
 from orchestrator import events as ev
 from orchestrator.gates import (
     Gate,
@@ -372,3 +372,36 @@ async def test_restore_after_restart(tmp_path: Path, mock_clock: trio.testing.Mo
 
 async def test_no_stream_has_no_pending_gates() -> None:
     assert await pending_gates(MemoryStore(), session_stream("nobody")) == []
+
+
+async def test_an_answer_past_the_deadline_is_refused_even_before_the_timer(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    wall = WallClock()
+    async with DiskStore(tmp_path) as store:
+        async with gates_over(store, wall) as gates:
+            await open_bash(gates, timeout=10.0)
+        wall.now += 11.0
+        async with gates_over(store, wall) as gates:
+            [gate] = await gates.restore(SID)
+            with pytest.raises(GateClosed) as late:
+                await gate.resolve("allow")
+            assert late.value.outcome.status == "expired"
+            assert late.value.outcome.decision == "deny"
+        [ended] = of_type(await records(store), "gate_ended")
+        assert ended["outcome"] == "expired"
+
+
+async def test_a_failed_record_crashes_the_gate_and_tells_the_waiter() -> None:
+    store = MemoryStore()
+    async with gates_over(store) as gates:
+        gate = await open_bash(gates)
+        await store.delete(session_stream(SID))
+        with pytest.raises(ActorCrashed):
+            await gate.resolve("allow")
+        outcome = await gate.wait()
+        assert outcome.status == "cancelled"
+        assert not outcome.recorded
+        assert not outcome.allowed
+        with pytest.raises(GateClosed):
+            await gate.resolve("allow")
