@@ -17,7 +17,7 @@ import math
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,9 +40,12 @@ from .sessions.actor import (
     SessionConfig,
 )
 from .sessions.actor import session_stream as session_stream
+from .sessions.hosted import HookEvent, HostedSessionActor
 from .sessions.registry import (
     GetSession,
     ListSessions,
+    LookupTranscript,
+    MapTranscript,
     RegisterSession,
     RegistryActor,
     RemoveSession,
@@ -190,6 +193,7 @@ class Orchestrator:
         self._system: ActorSystem | None = None
         self._registry: ActorRef | None = None
         self._signer: TokenSigner | None = None
+        self._hook_lock = trio.Lock()
         self._server_id: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -353,6 +357,62 @@ class Orchestrator:
             if missing_ok:
                 return None
             raise OrchestratorError("Container is not running", 400) from None
+
+    # -- hosted sessions: events from a developer's own Claude Code (hooks) ---------------
+
+    async def _start_hosted(self, session_id: str) -> ActorRef:
+        assert self._system is not None
+        found = self._actor(session_id)
+        if found is not None:
+            return found
+        actor = HostedSessionActor(session_id, self.store, self.registry)
+        return await self._system.spawn(actor, name=f"session:{session_id}")
+
+    async def create_local_session(
+        self, description: str = "", *, project_name: str = "local-session"
+    ) -> Session:
+        """A session whose events come from hooks (no sandbox, no agent of ours)."""
+        if description:
+            _check_text("description", description, TEXT_LIMIT)
+        session_id = str(uuid.uuid4())
+        info = {
+            "id": session_id,
+            "projectName": project_name[:SHORT_LIMIT] or "local-session",
+            "sandboxProjectDir": "",
+            "description": description,
+            "createdAt": ev.now_ts(),
+            "status": "running",
+            "local": True,
+            "totalCostUsd": 0,
+        }
+        await self.registry.ask(RegisterSession(info))
+        await self._start_hosted(session_id)
+        return Session(self, session_id)
+
+    async def hook_session(self, transcript_path: str, cwd: str | None) -> Session:
+        """The session a local transcript feeds, made on its first hook (one per path,
+        even when hooks race; the mapping survives restarts)."""
+        async with self._hook_lock:
+            session_id: str | None = await self.registry.ask(LookupTranscript(transcript_path))
+            if session_id is None:
+                name = PurePosixPath(cwd).name if cwd else ""
+                session = await self.create_local_session(project_name=name or "local-session")
+                await self.registry.ask(MapTranscript(transcript_path, session.id))
+                return session
+        await self._start_hosted(session_id)
+        return Session(self, session_id)
+
+    async def hosted_event(self, session_id: str, event: ev.Event) -> bool:
+        """Append a hook's event to a hosted session. False for sessions whose own agent
+        bridge already records what it does (the hook would duplicate it)."""
+        info = await self.session_info(session_id)
+        if info is None:
+            raise OrchestratorError("Session not found", 404)
+        if not info.get("local"):
+            return False
+        actor = await self._start_hosted(session_id)
+        await actor.ask(HookEvent(event))
+        return True
 
     async def sandbox_of(self, session_id: str) -> Sandbox | None:
         """The live sandbox of a session, if it has one."""

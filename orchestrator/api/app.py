@@ -25,6 +25,8 @@ from transport import AppendRequest, StreamError
 
 from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
 from ..electric import ProvisionError, provision
+from ..hooks.mapping import hook_to_event
+from ..hooks.setup import setup_script
 from ..sandboxes.base import SandboxError, SandboxSpec
 from ..tokens import Purpose
 
@@ -172,6 +174,57 @@ def create_api(orch: Orchestrator) -> Quart:
         except ProvisionError as exc:
             return _error(str(exc), 500)
         return _json(claim.to_json())
+
+    # -- local Claude Code through hooks (reference 11) -----------------------------------
+
+    @app.get("/api/hooks/setup")
+    @admin_auth
+    async def hooks_setup() -> Response:
+        """The installer for a local project. It carries the global hook secret, so,
+        unlike the reference, only the operator (admin token) may fetch it."""
+        url = request.host_url.rstrip("/") + "/api/hook"
+        script = setup_script(url, orch.signer.token(Purpose.GLOBAL_HOOK))
+        return Response(script, content_type="text/plain; charset=utf-8")
+
+    @app.post("/api/hook")
+    async def hook() -> Response:
+        if not orch.signer.check(Purpose.GLOBAL_HOOK, "", _bearer()):
+            return _error("Invalid or missing hook secret", 401)
+        payload = await _body()
+        path = payload.get("transcript_path")
+        if not isinstance(path, str) or not path or len(path) > KEY_LIMIT:
+            raise OrchestratorError("Validation failed: transcript_path: required")
+        cwd = payload.get("cwd")
+        session = await orch.hook_session(path, cwd if isinstance(cwd, str) else None)
+        event = hook_to_event(payload)
+        if event is not None:
+            await orch.hosted_event(session.id, event)
+        return _json({"ok": True, "sessionId": session.id})
+
+    @app.post("/api/sessions/local")
+    @admin_auth
+    async def local_session() -> Response:
+        body = await _body()
+        description = _field(body, "description", TEXT_LIMIT) or ""
+        session = await orch.create_local_session(description)
+        return _json(
+            {
+                "sessionId": session.id,
+                "sessionToken": session.token,
+                "hookToken": orch.signer.token(Purpose.HOOK, session.id),
+            },
+            201,
+        )
+
+    @app.post("/api/sessions/<session_id>/hook-event")
+    async def hook_event(session_id: str) -> Response:
+        if not orch.signer.check(Purpose.HOOK, session_id, _bearer()):
+            return _error("Invalid or missing hook token", 401)
+        payload = await _body()
+        event = hook_to_event(payload)
+        if event is not None:
+            await orch.hosted_event(session_id, event)
+        return _json({"ok": True})
 
     # -- sessions ----------------------------------------------------------------------
 

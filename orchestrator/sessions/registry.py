@@ -21,6 +21,8 @@ __all__ = [
     "REGISTRY_STREAM",
     "GetSession",
     "ListSessions",
+    "LookupTranscript",
+    "MapTranscript",
     "RegisterSession",
     "RegistryActor",
     "RemoveSession",
@@ -57,11 +59,26 @@ class ListSessions:
     pass
 
 
+@attrs.frozen
+class MapTranscript:
+    """Remember which session a local Claude Code transcript feeds (persisted: the
+    reference forgets it on restart)."""
+
+    transcript_path: str
+    session_id: str
+
+
+@attrs.frozen
+class LookupTranscript:
+    transcript_path: str
+
+
 @attrs.define(eq=False)
 class RegistryActor(Actor):
     store: Store
     path: str = REGISTRY_STREAM
     sessions: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    transcripts: dict[str, str] = attrs.field(factory=dict)
 
     async def on_start(self) -> None:
         await self.store.create(self.path, CreateRequest(content_type=JSON))
@@ -88,6 +105,10 @@ class RegistryActor(Actor):
                 known.update(update)
         elif kind == "session_deleted":
             self.sessions.pop(str(record.get("sessionId")), None)
+        elif kind == "session_mapped":
+            path, session_id = record.get("transcriptPath"), record.get("sessionId")
+            if isinstance(path, str) and isinstance(session_id, str):
+                self.transcripts[path] = session_id
 
     async def _record(self, record: dict[str, Any]) -> None:
         body = json.dumps([record], separators=(",", ":")).encode()
@@ -121,6 +142,19 @@ class RegistryActor(Actor):
         if isinstance(msg, GetSession):
             found = self.sessions.get(msg.session_id)
             return dict(found) if found is not None else None
+        if isinstance(msg, MapTranscript):
+            await self._record(
+                {
+                    "type": "session_mapped",
+                    "transcriptPath": msg.transcript_path,
+                    "sessionId": msg.session_id,
+                    "ts": now_ts(),
+                }
+            )
+            return None
+        if isinstance(msg, LookupTranscript):
+            mapped = self.transcripts.get(msg.transcript_path)
+            return mapped if mapped in self.sessions else None
         if isinstance(msg, ListSessions):
             return [dict(info) for info in self.sessions.values()]
         raise Refused(f"the registry does not understand {type(msg).__name__}")
