@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from functools import wraps
+from pathlib import PurePosixPath
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -207,6 +208,30 @@ def create_api(orch: Orchestrator) -> Quart:
         body = await _body()
         description = _field(body, "description", TEXT_LIMIT) or ""
         session = await orch.create_local_session(description)
+        return _json(
+            {
+                "sessionId": session.id,
+                "sessionToken": session.token,
+                "hookToken": orch.signer.token(Purpose.HOOK, session.id),
+            },
+            201,
+        )
+
+    @app.post("/api/sessions/auto")
+    async def auto_session() -> Response:
+        """A session started by a SessionStart hook (global hook secret: the reference
+        let anyone mint sessions here)."""
+        if not orch.signer.check(Purpose.GLOBAL_HOOK, "", _bearer()):
+            return _error("Invalid or missing hook secret", 401)
+        payload = await _body()
+        if payload.get("hook_event_name") != "SessionStart":
+            raise OrchestratorError("Only SessionStart hooks start a session")
+        cwd = payload.get("cwd")
+        name = PurePosixPath(cwd).name if isinstance(cwd, str) and cwd else ""
+        session = await orch.create_local_session(project_name=name or "local-session")
+        event = hook_to_event(payload)
+        if event is not None:
+            await orch.hosted_event(session.id, event)
         return _json(
             {
                 "sessionId": session.id,

@@ -84,6 +84,25 @@ async def test_hooks_from_a_local_claude_code_fill_a_session(tmp_path: Path) -> 
             headers={"Authorization": f"Bearer {session.token}"},
         )
         assert bad.status_code == 401
+        # a session started by a SessionStart hook, then fed through its hook token
+        secret = {"Authorization": f"Bearer {orch.signer.token(Purpose.GLOBAL_HOOK)}"}
+        start = {"hook_event_name": "SessionStart", "session_id": "cc-1", "cwd": "/p/demo"}
+        assert (await client.post("/api/sessions/auto", json=start)).status_code == 401
+        not_start = {"hook_event_name": "Stop"}
+        refused_kind = await client.post("/api/sessions/auto", json=not_start, headers=secret)
+        assert refused_kind.status_code == 400
+        auto = await client.post("/api/sessions/auto", json=start, headers=secret)
+        assert auto.status_code == 201
+        hook_auth = {"Authorization": f"Bearer {auto.json()['hookToken']}"}
+        fed = await client.post(
+            f"/api/sessions/{auto.json()['sessionId']}/hook-event",
+            json={"hook_event_name": "Stop", "last_assistant_message": "bye"},
+            headers=hook_auth,
+        )
+        assert fed.json() == {"ok": True}
+        auto_info = await orch.session_info(auto.json()["sessionId"])
+        assert auto_info is not None
+        assert auto_info["projectName"] == "demo"
     # the transcript -> session mapping survives a restart
     transcript = "/tmp/never/used.jsonl"
     async with Orchestrator(orch.settings, provider=provider) as again:
