@@ -29,6 +29,7 @@ from transport import DiskStore, MemoryStore, Store, StreamNotFound
 
 from . import events as ev
 from .config import Settings
+from .gates import GateRegistry, open_gate_supervisor
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
 from .sessions.actor import (
     Cancel,
@@ -117,6 +118,7 @@ class Session:
         await self._orch._ask(self.id, Interrupt(), missing_ok=True)
 
     async def cancel(self) -> None:
+        await self._orch.gates.cancel_session(self.id)
         await self._orch._ask(self.id, Cancel(), missing_ok=True)
 
     async def delete(self) -> None:
@@ -194,6 +196,7 @@ class Orchestrator:
         self._registry: ActorRef | None = None
         self._signer: TokenSigner | None = None
         self._hook_lock = trio.Lock()
+        self._gates: GateRegistry | None = None
         self._server_id: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -221,6 +224,8 @@ class Orchestrator:
                 await stack.enter_async_context(self._provider)
             self._system = await stack.enter_async_context(ActorSystem(shutdown_timeout=60))
             self._registry = await self._system.spawn(RegistryActor(self._store), name="registry")
+            gate_supervisor = await open_gate_supervisor(self._system)
+            self._gates = GateRegistry(gate_supervisor, self._store, session_stream)
         except BaseException:
             await stack.aclose()
             raise
@@ -257,6 +262,11 @@ class Orchestrator:
     def provider(self) -> SandboxProvider:
         assert self._provider is not None, "use 'async with Orchestrator(...)'"
         return self._provider
+
+    @property
+    def gates(self) -> GateRegistry:
+        assert self._gates is not None, "use 'async with Orchestrator(...)'"
+        return self._gates
 
     @property
     def registry(self) -> ActorRef:
@@ -420,6 +430,8 @@ class Orchestrator:
         return found
 
     async def delete_session(self, session_id: str) -> None:
+        await self.gates.cancel_session(session_id, "Session deleted")
+        self.gates.forget(session_id)
         actor = self._actor(session_id)
         if actor is not None:
             from actors import ActorStopped

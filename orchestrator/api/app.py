@@ -24,11 +24,14 @@ from quart_trio import QuartTrio
 
 from transport import AppendRequest, StreamError
 
+from .. import events as ev
 from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
 from ..electric import ProvisionError, provision
+from ..gates import GateClosed, GateExists, GateNotFound, InvalidAnswer
 from ..hooks.mapping import hook_to_event
 from ..hooks.setup import setup_script
 from ..sandboxes.base import SandboxError, SandboxSpec
+from ..sessions.registry import UpdateSession
 from ..tokens import Purpose
 
 __all__ = ["MAX_BODY_BYTES", "create_api"]
@@ -86,6 +89,42 @@ def _field(body: dict[str, Any], name: str, limit: int, *, required: bool = Fals
     if len(value) > limit:
         raise OrchestratorError(f"Validation failed: {name}: at most {limit} characters")
     return value
+
+
+def _resolved_by() -> dict[str, str] | None:
+    participant = request.headers.get("X-Participant-Id")
+    name = request.headers.get("X-Participant-Name")
+    if participant and name:
+        return {"id": participant[:SHORT_LIMIT], "displayName": name[:SHORT_LIMIT]}
+    return None
+
+
+def _infra_answer(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The infra_config value and its details, as reference 7.3 step 5 builds them (the
+    database URL is kept out of the details: it is a secret, §17.8)."""
+    mode = body.get("mode")
+    value: dict[str, Any] = {"mode": "local"}
+    details = {"Infrastructure": "Local (Docker)"}
+    if mode in ("cloud", "claim"):
+        value = {"mode": mode}
+        for key in ("databaseUrl", "electricUrl", "sourceId", "secret", "claimId"):
+            field = _field(body, key, KEY_LIMIT)
+            if field is not None:
+                value[key] = field
+        details = {
+            "Infrastructure": "Provisioned (Cloud)" if mode == "claim" else "Electric Cloud (BYO)"
+        }
+        if "sourceId" in value:
+            details["Source ID"] = value["sourceId"]
+    account = _field(body, "repoAccount", SHORT_LIMIT)
+    name = _field(body, "repoName", SHORT_LIMIT)
+    if account and name and name.strip():
+        visibility = body.get("repoVisibility")
+        value["repoAccount"], value["repoName"] = account, name
+        value["repoVisibility"] = visibility if visibility in ("public", "private") else "private"
+        details["Repository"] = f"{account}/{name}"
+        details["Visibility"] = value["repoVisibility"]
+    return value, details
 
 
 def create_api(orch: Orchestrator) -> Quart:
@@ -176,6 +215,117 @@ def create_api(orch: Orchestrator) -> Quart:
             return _error(str(exc), 500)
         return _json(claim.to_json())
 
+    # -- gates -------------------------------------------------------------------------
+
+    async def answer_gate(
+        session_id: str,
+        gate_id: str,
+        value: Any,
+        *,
+        summary: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> Response:
+        try:
+            await orch.gates.resolve(
+                session_id,
+                gate_id,
+                value,
+                resolved_by=_resolved_by(),
+                summary=summary,
+                details=details,
+            )
+        except GateNotFound:
+            return _error("No pending gate found", 404)
+        except GateClosed:
+            return _error("The gate was already answered or has ended", 409)
+        except InvalidAnswer as exc:
+            return _error(str(exc), 400)
+        return _json({"ok": True})
+
+    @app.post("/api/sessions/<session_id>/respond")
+    @session_auth
+    async def respond(session_id: str) -> Response:
+        await known(session_id)
+        body = await _body()
+        gate = body.get("gate")
+        if not isinstance(gate, str) or not gate:
+            return _error("gate is required", 400)
+        summary = _field(body, "_summary", SHORT_LIMIT)
+        if gate == "ask_user_question":
+            tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
+            if not tool_use_id:
+                return _error("toolUseId is required", 400)
+            answers = body.get("answers")
+            if not isinstance(answers, dict):
+                answer = body.get("answer")
+                question = body.get("question")
+                key = question if isinstance(question, str) and question else "answer"
+                answers = {key: answer} if isinstance(answer, str) else {}
+            return await answer_gate(
+                session_id,
+                f"ask_user_question:{tool_use_id}",
+                {"answers": answers},
+                summary=summary,
+            )
+        if gate == "outbound_message_gate":
+            gate_id = _field(body, "gateId", SHORT_LIMIT)
+            action = body.get("action")
+            if not gate_id or not isinstance(action, str):
+                return _error("gateId and action are required", 400)
+            value = {"action": action}
+            if "editedBody" in body:
+                value["editedBody"] = body["editedBody"]
+            return await answer_gate(session_id, gate_id, value, summary=summary)
+        if gate == "tool_permission":
+            tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
+            decision = body.get("decision")
+            if not tool_use_id or decision not in ("allow", "deny"):
+                return _error("toolUseId and decision (allow or deny) are required", 400)
+            return await answer_gate(
+                session_id, f"tool_permission:{tool_use_id}", decision, summary=summary
+            )
+        if gate == "infra_config":
+            value, details = _infra_answer(body)
+            return await answer_gate(
+                session_id, "infra_config", value, summary=summary, details=details
+            )
+        return _error(f"Unknown gate: {gate[:SHORT_LIMIT]}", 400)
+
+    async def ask_and_wait(session_id: str, event: ev.AskUserQuestion) -> dict[str, Any] | None:
+        """Block a hook on an AskUserQuestion until a person answers (``/respond``) or
+        the gate expires; the answer goes back as the tool's pre-filled input."""
+        gate_id = f"ask_user_question:{event.tool_use_id}"
+        questions = event.questions or []
+        try:
+            gate = await orch.gates.open(
+                session_id,
+                "ask_user_question",
+                gate_id,
+                request={"toolUseId": event.tool_use_id, "questions": questions},
+            )
+        except GateExists:
+            found = orch.gates.get(session_id, gate_id)
+            if found is None:
+                return None
+            gate = found
+        await orch.registry.ask(UpdateSession(session_id, {"needsInput": True}))
+        try:
+            outcome = await gate.wait()
+        finally:
+            await orch.registry.ask(UpdateSession(session_id, {"needsInput": False}))
+        if outcome.status != "resolved" or not isinstance(outcome.value, dict):
+            return None
+        return {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "allow",
+                "updatedInput": {
+                    "questions": questions,
+                    "answers": outcome.value.get("answers", {}),
+                },
+            }
+        }
+
     # -- local Claude Code through hooks (reference 11) -----------------------------------
 
     @app.get("/api/hooks/setup")
@@ -200,6 +350,10 @@ def create_api(orch: Orchestrator) -> Quart:
         event = hook_to_event(payload)
         if event is not None:
             await orch.hosted_event(session.id, event)
+        if isinstance(event, ev.AskUserQuestion):
+            decision = await ask_and_wait(session.id, event)
+            if decision is not None:
+                return _json({**decision, "sessionId": session.id})
         return _json({"ok": True, "sessionId": session.id})
 
     @app.post("/api/sessions/local")
@@ -249,6 +403,10 @@ def create_api(orch: Orchestrator) -> Quart:
         event = hook_to_event(payload)
         if event is not None:
             await orch.hosted_event(session_id, event)
+        if isinstance(event, ev.AskUserQuestion):
+            decision = await ask_and_wait(session_id, event)
+            if decision is not None:
+                return _json(decision)
         return _json({"ok": True})
 
     # -- sessions ----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from actors import Actor, ActorRef, Refused
 from transport import AppendRequest, CreateRequest, Store
 
 from .. import events as ev
-from .actor import session_stream
+from .actor import Cancel, Delete, GetSandbox, Interrupt, Iterate, session_stream
 from .registry import UpdateSession
 
 __all__ = ["HookEvent", "HostedSessionActor"]
@@ -46,11 +46,22 @@ class HostedSessionActor(Actor):
         await self.store.create(self.path, CreateRequest(content_type=JSON))
 
     async def handle(self, msg: Any) -> Any:
+        if isinstance(msg, GetSandbox):
+            return None  # it has none
+        if isinstance(msg, Interrupt):
+            return None  # the agent is not ours to stop
+        if isinstance(msg, Cancel | Delete):
+            if self.status == "running":
+                await self._append(ev.SessionEnd(success=False), "server")
+            self.status = "cancelled"
+            await self.registry.ask(UpdateSession(self.session_id, {"status": "cancelled"}))
+            return None
+        if isinstance(msg, Iterate):
+            raise Refused("this session's agent runs elsewhere: it cannot be sent a prompt")
         if not isinstance(msg, HookEvent):
             raise Refused(f"a hosted session does not understand {type(msg).__name__}")
         event = msg.event
-        body = json.dumps([event.to_json("agent")], separators=(",", ":")).encode()
-        await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
+        await self._append(event, "agent")
         update: dict[str, Any] = {}
         if isinstance(event, ev.SessionStart) and self.status != "running":
             update["status"] = self.status = "running"
@@ -62,3 +73,7 @@ class HostedSessionActor(Actor):
             update["totalCostUsd"] = round(self.total_cost, 6)
         await self.registry.ask(UpdateSession(self.session_id, update))
         return None
+
+    async def _append(self, event: ev.Event, source: ev.Source) -> None:
+        body = json.dumps([event.to_json(source)], separators=(",", ":")).encode()
+        await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
