@@ -282,7 +282,11 @@ class Orchestrator:
         freeform: bool = False,
         name: str | None = None,
         api_key: str | None = None,
+        ask_infra: bool = False,
     ) -> Session:
+        """A new session. ``ask_infra``: a non-freeform session waits at the
+        ``infra_config`` gate (answered with ``/respond``) before its sandbox is made,
+        as the HTTP API does; the library's default is the local setup."""
         _check_text("description", description, TEXT_LIMIT)
         settings = self.settings
         if freeform and settings.production:
@@ -317,6 +321,7 @@ class Orchestrator:
             budget_usd=settings.max_session_cost_usd or math.inf,
             network=settings.sandbox_network,
             agent_env=env,
+            ask_infra=ask_infra,
         )
         info = {
             "id": session_id,
@@ -330,7 +335,7 @@ class Orchestrator:
         }
         await self.registry.ask(RegisterSession(info))
         assert self._system is not None
-        actor = SessionActor(config, self.store, self.provider, self.registry)
+        actor = SessionActor(config, self.store, self.provider, self.registry, self.gates)
         await self._system.spawn(actor, name=f"session:{session_id}")
         return Session(self, session_id)
 

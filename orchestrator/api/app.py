@@ -422,7 +422,7 @@ def create_api(orch: Orchestrator) -> Quart:
             raise OrchestratorError("Validation failed: freeform: expected a boolean")
         assert description is not None
         session = await orch.create_session(
-            description, freeform=freeform, name=name, api_key=api_key
+            description, freeform=freeform, name=name, api_key=api_key, ask_infra=True
         )
         info = await session.info()
         return _json({"sessionId": session.id, "session": info, "sessionToken": session.token}, 201)

@@ -27,6 +27,7 @@ from transport import AppendRequest, CreateRequest, Store
 from .. import events as ev
 from ..bridges.claude import ClaudeAgent
 from ..bridges.claude_events import CostMeter
+from ..gates import GateRegistry
 from ..sandboxes.base import Sandbox, SandboxProvider, SandboxSpec
 from . import workspace
 from .registry import UpdateSession
@@ -80,6 +81,9 @@ class SessionConfig:
     agent_env: Mapping[str, str] = attrs.field(factory=dict)  # API key, base URL
     allowed_tools: tuple[str, ...] | None = None
     resume: str | None = None  # a Claude session id to resume
+    # Non-freeform sessions wait at the infra_config gate before their sandbox is made,
+    # unless the setup choice was given up front (the library, `orchestrator run`).
+    ask_infra: bool = False
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -142,6 +146,7 @@ class SessionActor(Actor):
     store: Store
     provider: SandboxProvider
     registry: ActorRef
+    gates: GateRegistry | None = None
 
     status: str = "running"
     sandbox: Sandbox | None = None
@@ -289,9 +294,47 @@ class SessionActor(Actor):
                 except ActorStopped:
                     pass
 
+    async def _setup_choice(self) -> dict[str, Any] | None:
+        """Wait at the infra_config gate; None when it was cancelled or expired (then
+        nothing is provisioned: the reference fell back to 'local' and went on)."""
+        assert self.gates is not None
+        config = self.config
+        gate = await self.gates.open(
+            config.session_id,
+            "infra_config",
+            "infra_config",
+            announce=ev.InfraConfigPrompt(
+                projectName=config.project_name, runtime=self.provider.runtime
+            ),
+        )
+        outcome = await gate.wait()
+        if outcome.status != "resolved" or not isinstance(outcome.value, dict):
+            return None
+        return dict(outcome.value)
+
     async def _provision_and_drive(self, prompts: trio.MemoryReceiveChannel[str]) -> None:
         config = self.config
         runtime = self.provider.runtime
+        if config.ask_infra and not config.freeform and self.gates is not None:
+            choice = await self._setup_choice()
+            if choice is None:
+                await self._report(
+                    _Emit(
+                        ev.Log(level="system", message="No setup choice: nothing was provisioned"),
+                        "server",
+                    )
+                )
+                await self._report(Cancel())
+                return
+            await self._report(
+                _Emit(
+                    ev.Log(
+                        level="system",
+                        message=f"Infrastructure confirmed: {choice.get('mode', 'local')}",
+                    ),
+                    "server",
+                )
+            )
         await self._report(
             _Emit(ev.Log(level="build", message=f"Creating {runtime} sandbox..."), "server")
         )

@@ -192,6 +192,15 @@ async def test_production_mode_refuses_freeform_and_shows_the_budget(tmp_path: P
             "/api/sessions", json={"description": "an app", "apiKey": "user-key"}
         )
         sid, token = created.json()["sessionId"], created.json()["sessionToken"]
+        # non-freeform: it waits for the setup choice before anything is provisioned
+        await sse_events(client, f"/api/sessions/{sid}/events", token, "infra_config_prompt")
+        assert await provider.list_owned() == []
+        choice = await client.post(
+            f"/api/sessions/{sid}/respond",
+            json={"gate": "infra_config", "mode": "local"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert choice.json() == {"ok": True}
         await sse_events(client, f"/api/sessions/{sid}/events", token, "session_end")
         first = models.main_requests()[0]
         assert first.body["model"] == orch.settings.model  # pinned
@@ -234,3 +243,34 @@ async def test_provision_electric_needs_a_session_token(
         assert claimed.status_code == 200
         assert claimed.json()["sourceId"] == "src-9"
         await orch.session(sid).delete()
+
+
+async def test_cancel_at_the_setup_choice_provisions_nothing(tmp_path: Path) -> None:
+    provider = LocalProvider("test-server", tmp_path / "sb", claude_binary=bundled_claude_cli())
+    async with (
+        scripted(["Working."], tmp_path, provider) as (models, orch),
+        api_server(orch) as client,
+    ):
+        created = await client.post("/api/sessions", json={"description": "an app"})
+        sid, token = created.json()["sessionId"], created.json()["sessionToken"]
+        auth = {"Authorization": f"Bearer {token}"}
+        events = await sse_events(
+            client, f"/api/sessions/{sid}/events", token, "infra_config_prompt"
+        )
+        assert events[-1][1]["projectName"] == created.json()["session"]["projectName"]
+        assert len(orch.gates.pending(sid)) == 1
+        assert (await client.post(f"/api/sessions/{sid}/cancel", headers=auth)).json() == {
+            "ok": True
+        }
+        with trio.fail_after(10):
+            while (await orch.session_info(sid) or {}).get("status") != "cancelled":  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        await trio.sleep(0.3)
+        assert await provider.list_owned() == []
+        assert models.main_requests() == []
+        late = await client.post(
+            f"/api/sessions/{sid}/respond",
+            json={"gate": "infra_config", "mode": "local"},
+            headers=auth,
+        )
+        assert late.status_code == 409
