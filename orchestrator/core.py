@@ -29,7 +29,7 @@ from transport import DiskStore, MemoryStore, Store, StreamNotFound
 
 from . import events as ev
 from .config import Settings
-from .gates import GateRegistry, open_gate_supervisor
+from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
 from .sessions.actor import (
     Cancel,
@@ -283,6 +283,8 @@ class Orchestrator:
         name: str | None = None,
         api_key: str | None = None,
         ask_infra: bool = False,
+        tool_policy: ToolPolicy | None = None,
+        tool_timeout: float | None = None,
     ) -> Session:
         """A new session. ``ask_infra``: a non-freeform session waits at the
         ``infra_config`` gate (answered with ``/respond``) before its sandbox is made,
@@ -322,6 +324,8 @@ class Orchestrator:
             network=settings.sandbox_network,
             agent_env=env,
             ask_infra=ask_infra,
+            tool_policy=tool_policy,
+            tool_timeout=tool_timeout,
         )
         info = {
             "id": session_id,

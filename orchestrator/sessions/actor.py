@@ -19,7 +19,13 @@ from typing import Any
 
 import attrs
 import trio
-from claude_agent_sdk import ClaudeAgentOptions, ResultMessage
+from claude_agent_sdk import (
+    ClaudeAgentOptions,
+    PermissionResultAllow,
+    PermissionResultDeny,
+    ResultMessage,
+    ToolPermissionContext,
+)
 
 from actors import Actor, ActorRef, ActorStopped, Refused, shielded
 from transport import AppendRequest, CreateRequest, Store
@@ -27,7 +33,7 @@ from transport import AppendRequest, CreateRequest, Store
 from .. import events as ev
 from ..bridges.claude import ClaudeAgent
 from ..bridges.claude_events import CostMeter
-from ..gates import GateRegistry
+from ..gates import GateRegistry, ToolPolicy
 from ..sandboxes.base import Sandbox, SandboxProvider, SandboxSpec
 from . import workspace
 from .registry import UpdateSession
@@ -84,6 +90,10 @@ class SessionConfig:
     # Non-freeform sessions wait at the infra_config gate before their sandbox is made,
     # unless the setup choice was given up front (the library, `orchestrator run`).
     ask_infra: bool = False
+    # None: every tool in the session's list runs (bypassPermissions). A policy: tools it
+    # allows run, tools it denies are refused, the rest wait at a tool_permission gate.
+    tool_policy: ToolPolicy | None = None
+    tool_timeout: float | None = None  # seconds a tool_permission gate waits
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -294,6 +304,32 @@ class SessionActor(Actor):
                 except ActorStopped:
                     pass
 
+    async def _can_use_tool(
+        self, tool_name: str, tool_input: dict[str, Any], context: ToolPermissionContext
+    ) -> PermissionResultAllow | PermissionResultDeny:
+        """The SDK's permission callback: the session's policy, then a person at a
+        ``tool_permission`` gate; an expired or cancelled gate is a denial."""
+        policy = self.config.tool_policy
+        assert policy is not None
+        assert self.gates is not None
+        decision = policy.decide(tool_name)
+        if decision == "allow":
+            return PermissionResultAllow()
+        if decision == "deny":
+            return PermissionResultDeny(message=f"{tool_name} is not allowed in this session")
+        gate = await self.gates.open_tool_permission(
+            self.config.session_id,
+            tool_name,
+            tool_input,
+            tool_use_id=context.tool_use_id or f"tool-{tool_name}",
+            timeout=self.config.tool_timeout,
+        )
+        outcome = await gate.wait()
+        if outcome.allowed:
+            return PermissionResultAllow()
+        why = "a person denied it" if outcome.status == "resolved" else f"it {outcome.status}"
+        return PermissionResultDeny(message=f"{tool_name} was not run: {why}")
+
     async def _setup_choice(self) -> dict[str, Any] | None:
         """Wait at the infra_config gate; None when it was cancelled or expired (then
         nothing is provisioned: the reference fell back to 'local' and went on)."""
@@ -364,15 +400,28 @@ class SessionActor(Actor):
             await self._report(_Emit(ev.Log(level="system", message="Project ready"), "server"))
         prompt = config.description if config.freeform else f"/create-app {config.description}"
         tools = config.allowed_tools or (PRODUCTION_TOOLS if config.production else DEFAULT_TOOLS)
-        options = ClaudeAgentOptions(
-            system_prompt={"type": "preset", "preset": "claude_code"},
-            model=config.model,
-            allowed_tools=list(tools),
-            permission_mode="bypassPermissions",
-            cwd=sandbox.workdir,
-            resume=config.resume,
-            setting_sources=["project"],
-        )
+        if config.tool_policy is None or self.gates is None:
+            options = ClaudeAgentOptions(
+                system_prompt={"type": "preset", "preset": "claude_code"},
+                model=config.model,
+                allowed_tools=list(tools),
+                permission_mode="bypassPermissions",
+                cwd=sandbox.workdir,
+                resume=config.resume,
+                setting_sources=["project"],
+            )
+        else:
+            options = ClaudeAgentOptions(
+                system_prompt={"type": "preset", "preset": "claude_code"},
+                model=config.model,
+                # nothing pre-approved: every call reaches can_use_tool, which applies
+                # the policy (allowed ones return at once)
+                permission_mode="default",
+                can_use_tool=self._can_use_tool,
+                cwd=sandbox.workdir,
+                resume=config.resume,
+                setting_sources=["project"],
+            )
 
         async def emit(event: ev.Event) -> None:
             await self._report(_Emit(event, "agent"))
