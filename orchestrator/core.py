@@ -226,6 +226,11 @@ class Orchestrator:
             self._registry = await self._system.spawn(RegistryActor(self._store), name="registry")
             gate_supervisor = await open_gate_supervisor(self._system)
             self._gates = GateRegistry(gate_supervisor, self._store, session_stream)
+            # Gates pending when the server stopped are issued again (each with what is
+            # left of its deadline), so that they can still be answered or expire.
+            for info in await self.sessions():
+                if info.get("status") == "running":
+                    await self._gates.restore(str(info["id"]))
         except BaseException:
             await stack.aclose()
             raise

@@ -179,3 +179,17 @@ async def test_leaving_the_orchestrator_removes_live_sandboxes(tmp_path: Path) -
         await collect_until(session, "session_end")
         assert len(await provider.list_owned()) == 1
     assert await provider.list_owned() == []
+
+
+async def test_a_gate_pending_at_a_restart_is_restored(tmp_path: Path) -> None:
+    provider = local(tmp_path)
+    async with scripted([DONE], tmp_path, provider) as (_models, orch):
+        session = await orch.create_session("an app", ask_infra=True)
+        await collect_until(session, "infra_config_prompt")
+        assert [g.gate_id for g in orch.gates.pending(session.id)] == ["infra_config"]
+    async with scripted([DONE], tmp_path, provider) as (_models, again):
+        [gate] = again.gates.pending(session.id)
+        assert gate.kind == "infra_config"
+        outcome = await again.gates.resolve(session.id, "infra_config", {"mode": "local"})
+        assert outcome.status == "resolved"
+    assert await provider.list_owned() == []
