@@ -32,6 +32,7 @@ from .config import Settings
 from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
 from .sessions.actor import (
+    PRODUCTION_TOOLS,
     Cancel,
     Delete,
     GetSandbox,
@@ -318,6 +319,12 @@ class Orchestrator:
             env["ANTHROPIC_API_KEY"] = key
         if settings.anthropic_base_url:
             env["ANTHROPIC_BASE_URL"] = settings.anthropic_base_url
+        if tool_policy is None and settings.production:
+            # The reference's restricted list, enforced: what is on it runs, anything
+            # else the agent tries is refused (an allowed-tools flag alone is cosmetic).
+            tool_policy = ToolPolicy(
+                allow=frozenset(PRODUCTION_TOOLS), only=frozenset(PRODUCTION_TOOLS)
+            )
         config = SessionConfig(
             session_id=session_id,
             description=description,

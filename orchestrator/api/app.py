@@ -27,10 +27,11 @@ from transport import AppendRequest, StreamError
 from .. import events as ev
 from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
 from ..electric import ProvisionError, provision
-from ..gates import GateClosed, GateExists, GateNotFound, InvalidAnswer
+from ..gates import GateClosed, GateExists, GateNotFound, InvalidAnswer, ToolPolicy
 from ..hooks.mapping import hook_to_event
 from ..hooks.setup import setup_script
 from ..sandboxes.base import SandboxError, SandboxSpec
+from ..sessions.actor import DEFAULT_TOOLS, PRODUCTION_TOOLS
 from ..sessions.registry import UpdateSession
 from ..tokens import Purpose
 
@@ -420,9 +421,23 @@ def create_api(orch: Orchestrator) -> Quart:
         freeform = body.get("freeform", False)
         if not isinstance(freeform, bool):
             raise OrchestratorError("Validation failed: freeform: expected a boolean")
+        ask_tools = body.get("askTools", False)
+        if not isinstance(ask_tools, bool):
+            raise OrchestratorError("Validation failed: askTools: expected a boolean")
+        policy = None
+        if ask_tools:
+            production = orch.settings.production
+            policy = ToolPolicy.for_session(
+                production=production, tools=PRODUCTION_TOOLS if production else DEFAULT_TOOLS
+            )
         assert description is not None
         session = await orch.create_session(
-            description, freeform=freeform, name=name, api_key=api_key, ask_infra=True
+            description,
+            freeform=freeform,
+            name=name,
+            api_key=api_key,
+            ask_infra=True,
+            tool_policy=policy,
         )
         info = await session.info()
         return _json({"sessionId": session.id, "session": info, "sessionToken": session.token}, 201)

@@ -88,7 +88,14 @@ async def test_a_session_over_http(tmp_path: Path, provider: SandboxProvider) ->
         assert (await client.get("/api/config")).json() == {"devMode": True}
 
         # validation: clear 400s, nothing created
-        for bad in ({}, {"description": ""}, {"description": 5}, {"description": "x" * 10_001}):
+        for bad in (
+            {},
+            {"description": ""},
+            {"description": 5},
+            {"description": "x" * 10_001},
+            {"description": "x", "askTools": "yes"},
+            {"description": "x", "freeform": "true"},
+        ):
             response = await client.post("/api/sessions", json=bad)
             assert response.status_code == 400, bad
             assert response.json()["error"].startswith("Validation failed")
