@@ -312,6 +312,8 @@ class SessionActor(Actor):
         policy = self.config.tool_policy
         assert policy is not None
         assert self.gates is not None
+        if tool_name == "AskUserQuestion":
+            return await self._ask_user(tool_input, context)
         decision = policy.decide(tool_name)
         if decision == "allow":
             return PermissionResultAllow()
@@ -329,6 +331,28 @@ class SessionActor(Actor):
             return PermissionResultAllow()
         why = "a person denied it" if outcome.status == "resolved" else f"it {outcome.status}"
         return PermissionResultDeny(message=f"{tool_name} was not run: {why}")
+
+    async def _ask_user(
+        self, tool_input: dict[str, Any], context: ToolPermissionContext
+    ) -> PermissionResultAllow | PermissionResultDeny:
+        """The agent's question waits at an ``ask_user_question`` gate (the question is
+        already in the stream, from the agent's message); the answer goes back as the
+        tool's pre-filled input, with no call-back from inside the sandbox."""
+        assert self.gates is not None
+        tool_use_id = context.tool_use_id or "question"
+        gate = await self.gates.open(
+            self.config.session_id,
+            "ask_user_question",
+            f"ask_user_question:{tool_use_id}",
+            request={"toolUseId": tool_use_id, "questions": tool_input.get("questions", [])},
+        )
+        outcome = await gate.wait()
+        if outcome.status != "resolved" or not isinstance(outcome.value, dict):
+            return PermissionResultDeny(
+                message=f"The question was not answered: it {outcome.status}"
+            )
+        answers = outcome.value.get("answers", {})
+        return PermissionResultAllow(updated_input={**tool_input, "answers": answers})
 
     async def _setup_choice(self) -> dict[str, Any] | None:
         """Wait at the infra_config gate; None when it was cancelled or expired (then

@@ -85,3 +85,43 @@ async def test_tool_calls_wait_for_a_person(tmp_path: Path) -> None:
         assert any("expired" in text for text in texts), texts
         await session.delete()
     assert await provider.list_owned() == []
+
+
+async def test_an_agents_question_is_answered_over_http(tmp_path: Path) -> None:
+    provider = LocalProvider("test-server", tmp_path / "sb", claude_binary=bundled_claude_cli())
+    question = {
+        "questions": [
+            {
+                "question": "Which color?",
+                "header": "Color",
+                "options": [
+                    {"label": "red", "description": "warm"},
+                    {"label": "blue", "description": "cold"},
+                ],
+                "multiSelect": False,
+            }
+        ]
+    }
+    turns: list[Turn | str] = [Turn(blocks=(ToolCall("AskUserQuestion", question),)), "Blue it is."]
+    async with scripted(turns, tmp_path, provider) as (models, orch), api_server(orch) as client:
+        session = await orch.create_session("ask me", freeform=True, tool_policy=ToolPolicy())
+        asked = await session.wait_for("ask_user_question")
+        assert asked.raw["question"] == "Which color?"
+        gate = await next_gate(orch, session.id, set())
+        assert gate.kind == "ask_user_question"
+        response = await client.post(
+            f"/api/sessions/{session.id}/respond",
+            json={
+                "gate": "ask_user_question",
+                "toolUseId": asked.raw["tool_use_id"],
+                "answers": {"Which color?": "blue"},
+            },
+            headers={"Authorization": f"Bearer {session.token}"},
+        )
+        assert response.json() == {"ok": True}
+        await session.wait_for("session_end")
+        # the answer reached the agent as the tool's result: no call-back from the sandbox
+        result = str(models.main_requests()[1].tool_results())
+        assert '"Which color?"="blue"' in result
+        await session.delete()
+    assert await provider.list_owned() == []
