@@ -325,6 +325,10 @@ class Orchestrator:
             tool_policy = ToolPolicy(
                 allow=frozenset(PRODUCTION_TOOLS), only=frozenset(PRODUCTION_TOOLS)
             )
+        elif tool_policy is None:
+            # Every tool runs, through the permission callback all the same: that is
+            # where an agent's question waits for its answer.
+            tool_policy = ToolPolicy(allow_all=True)
         config = SessionConfig(
             session_id=session_id,
             description=description,

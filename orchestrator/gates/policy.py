@@ -32,13 +32,14 @@ class ToolPolicy:
     allow: frozenset[str] = SAFE_TOOLS
     deny: frozenset[str] = frozenset()
     only: frozenset[str] | None = None
+    allow_all: bool = False  # nothing asks: every tool not denied runs
 
     def decide(self, tool_name: str) -> Decision:
         if tool_name in self.deny:
             return "deny"
         if self.only is not None and tool_name not in self.only:
             return "deny"
-        if tool_name in self.allow:
+        if self.allow_all or tool_name in self.allow:
             return "allow"
         return "ask"
 

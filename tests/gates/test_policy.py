@@ -45,3 +45,11 @@ def test_session_lists() -> None:
     assert ToolPolicy(deny=frozenset({"Bash"})).decide("Bash") == "deny"
     assert ToolPolicy().decide("Bash") == "ask"
     assert "WebSearch" not in SAFE_TOOLS
+
+
+def test_allow_all_still_honours_deny_and_only() -> None:
+    policy = ToolPolicy(allow_all=True, deny=frozenset({"WebFetch"}))
+    assert policy.decide("Bash") == "allow"
+    assert policy.decide("Anything") == "allow"
+    assert policy.decide("WebFetch") == "deny"
+    assert ToolPolicy(allow_all=True, only=frozenset({"Read"})).decide("Bash") == "deny"

@@ -104,7 +104,8 @@ async def test_an_agents_question_is_answered_over_http(tmp_path: Path) -> None:
     }
     turns: list[Turn | str] = [Turn(blocks=(ToolCall("AskUserQuestion", question),)), "Blue it is."]
     async with scripted(turns, tmp_path, provider) as (models, orch), api_server(orch) as client:
-        session = await orch.create_session("ask me", freeform=True, tool_policy=ToolPolicy())
+        # the default session (no policy given): every tool runs, questions still wait
+        session = await orch.create_session("ask me", freeform=True)
         asked = await session.wait_for("ask_user_question")
         assert asked.raw["question"] == "Which color?"
         gate = await next_gate(orch, session.id, set())
