@@ -68,6 +68,20 @@ DEFAULT_TOOLS = (
 PRODUCTION_TOOLS = tuple(tool for tool in DEFAULT_TOOLS if tool != "WebSearch")
 
 
+def _infra_env(choice: Mapping[str, Any]) -> dict[str, str]:
+    """The sandbox environment of a setup choice (reference 12.2): a cloud or claimed
+    database hands its connection details to the agent; local adds nothing."""
+    if choice.get("mode") not in ("cloud", "claim"):
+        return {}
+    names = {
+        "databaseUrl": "DATABASE_URL",
+        "electricUrl": "ELECTRIC_URL",
+        "sourceId": "ELECTRIC_SOURCE_ID",
+        "secret": "ELECTRIC_SECRET",
+    }
+    return {env: str(choice[key]) for key, env in names.items() if isinstance(choice.get(key), str)}
+
+
 def session_stream(session_id: str) -> str:
     return f"/v1/stream/session/{session_id}"
 
@@ -375,6 +389,7 @@ class SessionActor(Actor):
     async def _provision_and_drive(self, prompts: trio.MemoryReceiveChannel[str]) -> None:
         config = self.config
         runtime = self.provider.runtime
+        infra_env: dict[str, str] = {}
         if config.ask_infra and not config.freeform and self.gates is not None:
             choice = await self._setup_choice()
             if choice is None:
@@ -386,6 +401,7 @@ class SessionActor(Actor):
                 )
                 await self._report(Cancel())
                 return
+            infra_env = _infra_env(choice)
             await self._report(
                 _Emit(
                     ev.Log(
@@ -401,7 +417,7 @@ class SessionActor(Actor):
         spec = SandboxSpec(
             session_id=config.session_id,
             project_name=config.project_name,
-            env=dict(config.agent_env),
+            env={**config.agent_env, **infra_env},
             network=config.network,  # type: ignore[arg-type]
         )
         # Shielded: a sandbox made is a sandbox recorded, so teardown can remove it.

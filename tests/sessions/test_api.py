@@ -281,3 +281,33 @@ async def test_cancel_at_the_setup_choice_provisions_nothing(tmp_path: Path) -> 
             headers=auth,
         )
         assert late.status_code == 409
+
+
+async def test_a_cloud_setup_choice_reaches_the_sandbox_not_the_stream(tmp_path: Path) -> None:
+    provider = LocalProvider("test-server", tmp_path / "sb", claude_binary=bundled_claude_cli())
+    async with scripted(["Working."], tmp_path, provider) as (_m, orch), api_server(orch) as client:
+        created = await client.post("/api/sessions", json={"description": "an app"})
+        sid, token = created.json()["sessionId"], created.json()["sessionToken"]
+        auth = {"Authorization": f"Bearer {token}"}
+        await sse_events(client, f"/api/sessions/{sid}/events", token, "infra_config_prompt")
+        secret_url = "postgresql://user:hunter2@db.example/app"
+        choice = {
+            "gate": "infra_config",
+            "mode": "cloud",
+            "databaseUrl": secret_url,
+            "electricUrl": "https://electric.example",
+            "sourceId": "src-1",
+            "secret": "s3",
+        }
+        assert (
+            await client.post(f"/api/sessions/{sid}/respond", json=choice, headers=auth)
+        ).json() == {"ok": True}
+        events = await sse_events(client, f"/api/sessions/{sid}/events", token, "session_end")
+        resolved = next(e for _, e in events if e["type"] == "gate_resolved")
+        assert resolved["details"]["Infrastructure"] == "Electric Cloud (BYO)"
+        assert all("hunter2" not in json.dumps(e) for _, e in events)  # no secret in the stream
+        sandbox = await orch.sandbox_of(sid)
+        assert sandbox is not None
+        env = await sandbox.exec(["printenv", "DATABASE_URL", "ELECTRIC_SOURCE_ID"])
+        assert env.stdout.decode().split() == [secret_url, "src-1"]
+        await orch.session(sid).delete()
