@@ -429,14 +429,18 @@ async def serve(
     port: int = 4437,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     shutdown_trigger: Callable[..., Awaitable[Any]] | None = None,
+    graceful_timeout: float = 2.0,
 ) -> None:
-    """Serve ``app`` with hypercorn's trio worker; reports the bound URLs when ready."""
+    """Serve ``app`` with hypercorn's trio worker; reports the bound URLs when ready.
+
+    On shutdown, open connections (requests in flight, idle keep-alive ones) get
+    ``graceful_timeout`` seconds before they are cut."""
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = None
     config.keep_alive_timeout = 75
-    config.graceful_timeout = 2
+    config.graceful_timeout = graceful_timeout
     await hypercorn_serve(
         app,
         config,

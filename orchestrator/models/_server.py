@@ -22,10 +22,10 @@ from functools import partial
 from typing import Any, final
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, request
 from quart_trio import QuartTrio
+
+from transport import serve
 
 from ._anthropic import (
     encode_sse,
@@ -250,25 +250,6 @@ class ModelServer:
         }
 
 
-async def _serve(
-    app: QuartTrio,
-    *,
-    host: str,
-    port: int,
-    grace: float,
-    task_status: trio.TaskStatus[list[str]],
-    shutdown_trigger: Callable[[], Awaitable[Any]] | None,
-) -> None:
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.keep_alive_timeout = 75
-    # hypercorn holds idle keep-alive connections (an agent's) until this deadline.
-    config.graceful_timeout = grace
-    await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
-
-
 @asynccontextmanager
 async def open_model_server(
     script: Script,
@@ -292,7 +273,14 @@ async def open_model_server(
     stopped = trio.Event()
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
-            partial(_serve, app, host=host, port=port, grace=grace, shutdown_trigger=stopped.wait)
+            partial(
+                serve,
+                app,
+                host=host,
+                port=port,
+                graceful_timeout=grace,
+                shutdown_trigger=stopped.wait,
+            )
         )
         try:
             yield ModelServer(player, binds[0])
@@ -312,11 +300,11 @@ async def serve_models(
     """Serve ``script`` until cancelled or ``shutdown_trigger`` returns (then open
     connections get ``grace`` seconds); reports the bound URLs through ``task_status``."""
     app = create_app(ScriptPlayer(script))
-    await _serve(
+    await serve(
         app,
         host=host,
         port=port,
-        grace=grace,
+        graceful_timeout=grace,
         task_status=task_status,
         shutdown_trigger=shutdown_trigger,
     )
