@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import time
 from collections import deque
 from datetime import datetime
@@ -190,18 +191,27 @@ class _Stream:
 
     # -- reading -----------------------------------------------------------------------
 
-    def records_after(self, position: int, cap: int) -> list[tuple[int, bytes]]:
-        """Visible records ending after ``position`` and at or before ``cap``,
-        through the fork chain."""
+    def records_after(
+        self, position: int, cap: int, budget: float = math.inf
+    ) -> tuple[list[tuple[int, bytes]], bool]:
+        """Visible records ending after ``position`` and at or before ``cap``, through
+        the fork chain, up to ``budget`` bytes (at least one record); and whether more
+        follow. A page never walks the rest of a long stream."""
         found: list[tuple[int, bytes]] = []
         if self.base is not None and position < self.base_end:
-            found = self.base.records_after(position, min(cap, self.base_end))
+            found, more = self.base.records_after(position, min(cap, self.base_end), budget)
+            if more:
+                return found, True
+        size = sum(len(payload) for _, payload in found)
         index = bisect.bisect_right(self.ends, position, 0, self.visible_count)
         ends, payloads = self.ends, self.payloads
         while index < self.visible_count and ends[index] <= cap:
+            if found and size + len(payloads[index]) > budget:
+                return found, True
             found.append((ends[index], payloads[index]))
+            size += len(payloads[index])
             index += 1
-        return found
+        return found, False
 
 
 class LocalStore(Store):
@@ -349,7 +359,7 @@ class LocalStore(Store):
     @staticmethod
     def _sub_offset_prefix(stream: _Stream) -> bytes:
         assert stream.base is not None
-        after = stream.base.records_after(stream.base_end, stream.base.visible_tail)
+        after, _ = stream.base.records_after(stream.base_end, stream.base.visible_tail)
         if not after:
             raise BadRequest("Stream-Fork-Sub-Offset: the source has no data past the offset")
         first = after[0][1]
@@ -608,19 +618,12 @@ class LocalStore(Store):
         return result
 
     def _collect(self, stream: _Stream, position: int, offset: str) -> ReadResult:
-        records = stream.records_after(position, stream.visible_tail)
-        chunks: list[bytes] = []
-        ends: list[str] = []
-        size = 0
-        end = stream.visible_tail  # where a reader goes next when nothing was found
-        for record_end, payload in records:
-            if chunks and size + len(payload) > self._max_read_bytes:
-                break
-            chunks.append(payload)
-            ends.append(format_offset(record_end))
-            size += len(payload)
-            end = record_end
-        up_to_date = len(chunks) == len(records)
+        records, more = stream.records_after(position, stream.visible_tail, self._max_read_bytes)
+        chunks = [payload for _, payload in records]
+        ends = [format_offset(record_end) for record_end, _ in records]
+        # where a reader goes next: after the last record, or the tail if none was found
+        end = records[-1][0] if records else stream.visible_tail
+        up_to_date = not more
         return ReadResult(
             content_type=stream.content_type,
             chunks=tuple(chunks),

@@ -247,6 +247,18 @@ async def test_reads_are_paginated_and_exact(tmp_path: Path) -> None:
             assert page.up_to_date == (seen == b"".join(chunks))
         assert seen == b"".join(chunks)
         assert pages == 4  # 3 records of 300 bytes fit in 1000
+        # a record bigger than a page comes alone, and the page says more follow
+        await store.create("/big", CreateRequest(content_type="application/octet-stream"))
+        for chunk in (b"b" * 2000, b"s" * 10):
+            await store.append(
+                "/big", AppendRequest(body=chunk, content_type="application/octet-stream")
+            )
+        first = await store.read("/big", "-1")
+        assert first.body() == b"b" * 2000
+        assert not first.up_to_date
+        rest = await store.read("/big", first.next_offset)
+        assert rest.body() == b"s" * 10
+        assert rest.up_to_date
 
 
 # -- what the disk store promises ------------------------------------------------------
