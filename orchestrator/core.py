@@ -22,14 +22,16 @@ from types import TracebackType
 from typing import Any, Self
 
 import attrs
+import claude_agent_sdk
 import trio
 
-from actors import ActorRef, ActorSystem
+from actors import ActorRef, ActorStopped, ActorSystem, Refused
 from transport import DiskStore, MemoryStore, Store, StreamNotFound
 
 from . import events as ev
 from .config import Settings
 from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
+from .sandboxes import make_provider
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
 from .sessions.actor import (
     PRODUCTION_TOOLS,
@@ -71,8 +73,6 @@ class OrchestratorError(Exception):
 
 def bundled_claude_cli() -> Path:
     """The Claude Code binary bundled in the pinned claude-agent-sdk."""
-    import claude_agent_sdk
-
     return Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
 
 
@@ -213,8 +213,6 @@ class Orchestrator:
                 self._store = MemoryStore() if self._memory else DiskStore(data_dir / "streams")
                 await stack.enter_async_context(self._store)
             if self._provider is None:
-                from .sandboxes import make_provider
-
                 self._provider = await make_provider(
                     self.settings.sandbox,
                     server_id=self.server_id,
@@ -382,8 +380,6 @@ class Orchestrator:
             if await self.session_info(session_id) is None:
                 raise OrchestratorError("Session not found", 404)
             raise OrchestratorError("Container is not running", 400)
-        from actors import ActorStopped, Refused
-
         try:
             return await actor.ask(msg, timeout=120)
         except Refused as exc:
@@ -459,8 +455,6 @@ class Orchestrator:
         self.gates.forget(session_id)
         actor = self._actor(session_id)
         if actor is not None:
-            from actors import ActorStopped
-
             try:
                 await actor.ask(Delete(), timeout=120)
             except ActorStopped:

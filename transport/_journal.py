@@ -23,7 +23,6 @@ import shutil
 import struct
 import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -315,9 +314,3 @@ class Journal:
             except OSError:
                 pass
         self._logs.clear()
-
-
-def iter_payloads(frames: list[Frame]) -> Iterator[bytes]:
-    for frame in frames:
-        if frame.payload is not None:
-            yield frame.payload

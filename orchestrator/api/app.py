@@ -19,10 +19,11 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar, cast
 
 import httpx
+import trio
 from quart import Quart, Response, request
 from quart_trio import QuartTrio
 
-from transport import AppendRequest, StreamError
+from transport import AppendRequest, StreamError, parse_offset
 
 from .. import events as ev
 from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
@@ -32,7 +33,7 @@ from ..hooks.mapping import hook_to_event
 from ..hooks.setup import setup_script
 from ..sandboxes.base import SandboxError, SandboxSpec
 from ..sessions.actor import DEFAULT_TOOLS, PRODUCTION_TOOLS
-from ..sessions.registry import UpdateSession
+from ..sessions.registry import REGISTRY_STREAM, UpdateSession
 from ..tokens import Purpose
 
 __all__ = ["MAX_BODY_BYTES", "create_api"]
@@ -178,9 +179,10 @@ def create_api(orch: Orchestrator) -> Quart:
     @app.get("/api/health")
     async def health() -> Response:
         try:
-            await orch.registry.ask(_ping(), timeout=5)
+            with trio.fail_after(5):
+                await orch.store.head(REGISTRY_STREAM)  # the streams answer
             streams = "ok"
-        except Exception:
+        except (StreamError, trio.TooSlowError):
             streams = "error"
         healthy = streams == "ok"
         checks = {"streams": streams, "sandbox": orch.provider.runtime}
@@ -574,7 +576,8 @@ def create_api(orch: Orchestrator) -> Quart:
         found = [
             path
             for path in await sandbox.list_files(prefix)
-            if not (set(path[len(prefix) :].split("/")) & EXCLUDED_DIRS)
+            # directories only: a file that happens to be called "dist" is listed
+            if not (set(path[len(prefix) :].split("/")[:-1]) & EXCLUDED_DIRS)
         ]
         return _json({"files": sorted(found), "prefix": prefix})
 
@@ -687,19 +690,11 @@ def create_api(orch: Orchestrator) -> Quart:
     return app
 
 
-def _ping() -> object:
-    from ..sessions.registry import ListSessions
-
-    return ListSessions()
-
-
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
 def _valid_offset(offset: str) -> bool:
-    from transport import parse_offset
-
     return offset == "now" or parse_offset(offset) is not None
 
 

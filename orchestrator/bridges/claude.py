@@ -205,6 +205,7 @@ class ClaudeAgent:
                 async for message in stream:
                     await send.send(message)
 
+        disconnected = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pump)
@@ -219,10 +220,13 @@ class ClaudeAgent:
                     except (trio.EndOfChannel, trio.ClosedResourceError):
                         break
                     await client.query(prompt)
+                # ends the SDK's message stream, so the pump finishes by itself
                 await self._disconnect(client)
+                disconnected = True
         finally:
             self._client = None
-            await self._disconnect(client)
+            if not disconnected:
+                await self._disconnect(client)
 
     @staticmethod
     async def _disconnect(client: ClaudeSDKClient) -> None:
