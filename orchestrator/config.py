@@ -8,6 +8,7 @@
 | sandbox_network | ``ORCHESTRATOR_SANDBOX_NETWORK`` (``none`` / ``host`` / ``bridge``) | ``host`` |
 | image | ``ORCHESTRATOR_IMAGE`` | ``agent-orchestrator/debian:bookworm-1`` |
 | max_session_cost_usd | ``MAX_SESSION_COST_USD`` | ``5`` |
+| max_room_cost_usd | ``ORCHESTRATOR_MAX_ROOM_COST_USD`` (a room's default budget) | ``20`` |
 | mode | ``ORCHESTRATOR_MODE`` (``dev`` / ``production``) | ``dev`` |
 | model | ``ORCHESTRATOR_MODEL`` | ``claude-sonnet-4-6`` |
 | anthropic_api_key, anthropic_base_url | ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` | unset |
@@ -54,6 +55,7 @@ class Settings:
     sandbox_network: NetworkKind = "host"
     image: str = "agent-orchestrator/debian:bookworm-1"
     max_session_cost_usd: float = 5.0
+    max_room_cost_usd: float = 20.0
     mode: Mode = "dev"
     model: str = "claude-sonnet-4-6"
     anthropic_api_key: str | None = attrs.field(default=None, repr=False)
@@ -83,6 +85,7 @@ class Settings:
             ("ORCHESTRATOR_SANDBOX_NETWORK", "sandbox_network"),
             ("ORCHESTRATOR_IMAGE", "image"),
             ("MAX_SESSION_COST_USD", "max_session_cost_usd"),
+            ("ORCHESTRATOR_MAX_ROOM_COST_USD", "max_room_cost_usd"),
             ("ORCHESTRATOR_MODE", "mode"),
             ("ORCHESTRATOR_MODEL", "model"),
             ("ANTHROPIC_API_KEY", "anthropic_api_key"),
@@ -108,16 +111,18 @@ class Settings:
             if not 0 <= port <= 65535:
                 raise ConfigError(f"port must be 0-65535, not {port}")
             values["port"] = port
-        if "max_session_cost_usd" in values:
-            try:
-                cost = float(values["max_session_cost_usd"])
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"MAX_SESSION_COST_USD must be a number, not {values['max_session_cost_usd']!r}"
-                ) from None
-            if math.isnan(cost) or cost <= 0:
-                raise ConfigError(f"MAX_SESSION_COST_USD must be > 0, not {cost}")
-            values["max_session_cost_usd"] = cost
+        for key, env in (
+            ("max_session_cost_usd", "MAX_SESSION_COST_USD"),
+            ("max_room_cost_usd", "ORCHESTRATOR_MAX_ROOM_COST_USD"),
+        ):
+            if key in values:
+                try:
+                    cost = float(values[key])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{env} must be a number, not {values[key]!r}") from None
+                if math.isnan(cost) or cost <= 0:
+                    raise ConfigError(f"{env} must be > 0, not {cost}")
+                values[key] = cost
         if "sandbox" in values:
             values["sandbox"] = _choice("ORCHESTRATOR_SANDBOX", values["sandbox"], SandboxKind)
         if "sandbox_network" in values:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing
@@ -31,6 +33,10 @@ from transport import DiskStore, MemoryStore, Store, StreamNotFound
 from . import events as ev
 from .config import Settings
 from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
+from .rooms import actor as rooms
+from .rooms.actor import RoomConfig, RoomRouterActor, room_stream
+from .rooms.roles import Role, build_room_context, resolve_role, room_files
+from .rooms.stuck import StuckPolicy
 from .sandboxes import make_provider
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
 from .sessions.actor import (
@@ -46,20 +52,36 @@ from .sessions.actor import (
 from .sessions.actor import session_stream as session_stream
 from .sessions.hosted import HookEvent, HostedSessionActor
 from .sessions.registry import (
+    GetRoom,
     GetSession,
+    ListRooms,
     ListSessions,
     LookupTranscript,
     MapTranscript,
+    RegisterRoom,
     RegisterSession,
     RegistryActor,
     RemoveSession,
+    UpdateRoom,
 )
 from .tokens import Purpose, TokenSigner, load_or_create_secret
 
-__all__ = ["EventItem", "Orchestrator", "OrchestratorError", "Session", "bundled_claude_cli"]
+__all__ = [
+    "EventItem",
+    "Orchestrator",
+    "OrchestratorError",
+    "Room",
+    "Session",
+    "bundled_claude_cli",
+    "read_events",
+]
 
 TEXT_LIMIT = 10_000
 SHORT_LIMIT = 500
+KEY_LIMIT = 1_000
+#: A participant's name: what other agents write after ``@``.
+PARTICIPANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 class OrchestratorError(Exception):
@@ -125,33 +147,13 @@ class Session:
     async def delete(self) -> None:
         await self._orch.delete_session(self.id)
 
-    async def events(
+    def events(
         self, offset: str = "-1", *, follow: bool = True, wait: float = 20.0
     ) -> AsyncGenerator[EventItem, None]:
         """The session's events from ``offset``; with ``follow``, waits for more until
         the iteration is left (or the stream is deleted). Close it when you leave early:
         ``async with contextlib.aclosing(session.events()) as events: ...``."""
-        store = self._orch.store
-        while True:
-            try:
-                page = await store.read(self.stream, offset, wait=wait if follow else 0.0)
-            except StreamNotFound:
-                return
-            start = offset
-            for index, chunk in enumerate(page.chunks):
-                # each chunk is one append: its values, comma-joined
-                end = page.ends[index] if index < len(page.ends) else page.next_offset
-                values = json.loads(b"[" + chunk + b"]")
-                for position, record in enumerate(values):
-                    if not isinstance(record, dict):
-                        continue
-                    event, source = ev.event_from_json(record)
-                    after = end if position == len(values) - 1 else start
-                    yield EventItem(event, source, after, record)
-                start = end
-            offset = page.next_offset
-            if not follow and page.up_to_date:
-                return
+        return read_events(self._orch.store, self.stream, offset, follow=follow, wait=wait)
 
     async def wait_for(self, *types: str, offset: str = "-1") -> EventItem:
         """The first event (from ``offset``) whose type is one of ``types``."""
@@ -160,6 +162,126 @@ class Session:
                 if item.event.type in types:
                     return item
         raise OrchestratorError(f"the session's stream ended before {types}", 404)
+
+
+async def read_events(
+    store: Store, path: str, offset: str = "-1", *, follow: bool = True, wait: float = 20.0
+) -> AsyncGenerator[EventItem, None]:
+    """The events of the stream at ``path`` from ``offset``, each with the offset after
+    it; with ``follow``, waits for more until left (or the stream is deleted)."""
+    while True:
+        try:
+            page = await store.read(path, offset, wait=wait if follow else 0.0)
+        except StreamNotFound:
+            return
+        start = offset
+        for index, chunk in enumerate(page.chunks):
+            # each chunk is one append: its values, comma-joined
+            end = page.ends[index] if index < len(page.ends) else page.next_offset
+            values = json.loads(b"[" + chunk + b"]")
+            for position, record in enumerate(values):
+                if not isinstance(record, dict):
+                    continue
+                event, source = ev.event_from_json(record)
+                after = end if position == len(values) - 1 else start
+                yield EventItem(event, source, after, record)
+            start = end
+        offset = page.next_offset
+        if not follow and page.up_to_date:
+            return
+
+
+class Room:
+    """A handle on one room (cheap; the state lives in its router and stream)."""
+
+    def __init__(self, orchestrator: Orchestrator, room_id: str) -> None:
+        self._orch = orchestrator
+        self.id = room_id
+
+    def __repr__(self) -> str:
+        return f"<Room {self.id}>"
+
+    @property
+    def stream(self) -> str:
+        return room_stream(self.id)
+
+    async def token(self) -> str:
+        return await self._orch.room_token(self.id)
+
+    async def state(self) -> dict[str, Any]:
+        return await self._orch.room_state(self.id)
+
+    def events(
+        self, offset: str = "-1", *, follow: bool = True, wait: float = 20.0
+    ) -> AsyncGenerator[EventItem, None]:
+        """The room's stream (messages, joins, activity, its close) from ``offset``."""
+        return read_events(self._orch.store, self.stream, offset, follow=follow, wait=wait)
+
+    async def add_agent(
+        self,
+        name: str | None = None,
+        *,
+        role: str | None = None,
+        initial_prompt: str | None = None,
+        custom_skill: str | None = None,
+        api_key: str | None = None,
+    ) -> Session:
+        """A new agent in its own sandbox, told about the room (and its role)."""
+        return await self._orch.add_room_agent(
+            self.id,
+            name,
+            role=role,
+            initial_prompt=initial_prompt,
+            custom_skill=custom_skill,
+            api_key=api_key,
+        )
+
+    async def add_session(
+        self, session_id: str, name: str, *, initial_prompt: str | None = None
+    ) -> None:
+        """An existing session joins (it is not ended when the room closes)."""
+        await self._orch.add_session_to_room(
+            self.id, session_id, name, initial_prompt=initial_prompt
+        )
+
+    async def post(self, sender: str, body: str, *, to: str | None = None) -> None:
+        """A person's message to the room (or to one participant)."""
+        _check_text("from", sender, SHORT_LIMIT)
+        _check_text("body", body, TEXT_LIMIT)
+        if to is not None:
+            _check_text("to", to, SHORT_LIMIT)
+        await self._orch._room_ask(self.id, rooms.PostMessage(sender, body, to))
+
+    async def deliver(self, sender: str, body: str, *, to: str | None = None) -> None:
+        """Give the recipients a turn with the message, without writing it to the room."""
+        _check_text("from", sender, SHORT_LIMIT)
+        _check_text("body", body, TEXT_LIMIT)
+        await self._orch._room_ask(self.id, rooms.DeliverOnly(sender, body, to))
+
+    async def iterate(self, session_id: str, request: str) -> None:
+        _check_text("request", request, TEXT_LIMIT)
+        await self._orch._room_participant(self.id, session_id)
+        await self._orch._room_ask(self.id, rooms.IterateParticipant(session_id, request))
+
+    async def set_auto_iterate(self, enabled: bool) -> bool:
+        found: bool = await self._orch._room_ask(self.id, rooms.SetAutoIterate(enabled))
+        return found
+
+    async def close(self, summary: str = "Room closed by user") -> bool:
+        """Close the room (reason ``closed_by_human``); False if it was closed."""
+        closed: bool = await self._orch._room_ask(
+            self.id, rooms.Close("closed_by_human", "human", summary)
+        )
+        return closed
+
+    async def wait_closed(self, timeout: float = math.inf) -> dict[str, Any]:
+        """The room's ``room_closed`` record, once it is written."""
+        with trio.fail_after(timeout):
+            async with aclosing(self.events()) as items:
+                async for item in items:
+                    if item.event.type == "room_closed":
+                        return item.raw
+        raise OrchestratorError("the room's stream ended before it closed", 404)
 
 
 def _server_id(path: Path) -> str:
@@ -230,6 +352,12 @@ class Orchestrator:
             for info in await self.sessions():
                 if info.get("status") == "running":
                     await self._gates.restore(str(info["id"]))
+            # Open rooms are rebuilt from their streams (their message gates included).
+            for room in await self.rooms():
+                if room.get("state", "active") == "active":
+                    await self._spawn_router(
+                        str(room["id"]), str(room["name"]), RoomConfig(), restore=True
+                    )
         except BaseException:
             await stack.aclose()
             raise
@@ -294,9 +422,6 @@ class Orchestrator:
         ``infra_config`` gate (answered with ``/respond``) before its sandbox is made,
         as the HTTP API does; the library's default is the local setup."""
         _check_text("description", description, TEXT_LIMIT)
-        settings = self.settings
-        if freeform and settings.production:
-            raise OrchestratorError("Freeform sessions are not available", 403)
         session_id = str(uuid.uuid4())
         if name is not None:
             _check_text("name", name, SHORT_LIMIT)
@@ -306,6 +431,37 @@ class Orchestrator:
                 raise OrchestratorError(f"Validation failed: {exc}") from None
         else:
             project = f"project-{session_id[:8]}"
+        return await self._create(
+            session_id,
+            description,
+            project=project,
+            freeform=freeform,
+            api_key=api_key,
+            ask_infra=ask_infra,
+            tool_policy=tool_policy,
+            tool_timeout=tool_timeout,
+        )
+
+    async def _create(
+        self,
+        session_id: str,
+        description: str,
+        *,
+        project: str,
+        freeform: bool,
+        api_key: str | None = None,
+        ask_infra: bool = False,
+        tool_policy: ToolPolicy | None = None,
+        tool_timeout: float | None = None,
+        agent_name: str | None = None,
+        files: dict[str, bytes] | None = None,
+        prompt: str | None = None,
+        follow_ups: tuple[str, ...] = (),
+        extra_info: dict[str, Any] | None = None,
+    ) -> Session:
+        settings = self.settings
+        if freeform and settings.production and agent_name is None:
+            raise OrchestratorError("Freeform sessions are not available", 403)
         env: dict[str, str] = {}
         # production: the server's own key only; dev: the server's, else the caller's
         key = (
@@ -340,6 +496,10 @@ class Orchestrator:
             ask_infra=ask_infra,
             tool_policy=tool_policy,
             tool_timeout=tool_timeout,
+            agent_name=agent_name,
+            files=files or {},
+            prompt=prompt,
+            follow_ups=follow_ups,
         )
         info = {
             "id": session_id,
@@ -350,6 +510,7 @@ class Orchestrator:
             "status": "running",
             "freeform": freeform,
             "totalCostUsd": 0,
+            **(extra_info or {}),
         }
         await self.registry.ask(RegisterSession(info))
         assert self._system is not None
@@ -451,6 +612,14 @@ class Orchestrator:
         return found
 
     async def delete_session(self, session_id: str) -> None:
+        for room in await self.rooms():
+            if any(s.get("sessionId") == session_id for s in room.get("sessions", [])):
+                actor = self._room_actor(str(room["id"]))
+                if actor is not None:
+                    try:
+                        await actor.ask(rooms.RemoveParticipant(session_id, "session deleted"))
+                    except (Refused, ActorStopped):
+                        pass
         await self.gates.cancel_session(session_id, "Session deleted")
         self.gates.forget(session_id)
         actor = self._actor(session_id)
@@ -463,3 +632,327 @@ class Orchestrator:
         if await self.session_info(session_id) is None:
             raise OrchestratorError("Session not found", 404)
         await self.registry.ask(RemoveSession(session_id))
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def _room_actor(self, room_id: str) -> ActorRef | None:
+        assert self._system is not None
+        return self._system.registry.lookup(f"room:{room_id}")
+
+    async def _room_ask(self, room_id: str, msg: object) -> Any:
+        actor = self._room_actor(room_id)
+        if actor is None:
+            if await self.room_info(room_id) is None:
+                raise OrchestratorError("Room not found", 404)
+            raise OrchestratorError("The room is closed", 409)
+        try:
+            return await actor.ask(msg, timeout=180)
+        except Refused as exc:
+            status = 409 if str(exc) == "The room is closed" else 400
+            raise OrchestratorError(str(exc), status) from None
+        except ActorStopped:
+            raise OrchestratorError("The room is closed", 409) from None
+
+    async def room_info(self, room_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self.registry.ask(GetRoom(room_id))
+        return found
+
+    async def rooms(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self.registry.ask(ListRooms())
+        return found
+
+    def room(self, room_id: str) -> Room:
+        return Room(self, room_id)
+
+    async def room_token(self, room_id: str) -> str:
+        info = await self.room_info(room_id)
+        if info is None:
+            raise OrchestratorError("Room not found", 404)
+        return self.signer.token(Purpose.ROOM, f"{room_id}:{info.get('epoch', 0)}")
+
+    async def check_room_token(self, room_id: str, token: str | None) -> bool:
+        info = await self.room_info(room_id)
+        if info is None:
+            return False
+        return self.signer.check(Purpose.ROOM, f"{room_id}:{info.get('epoch', 0)}", token)
+
+    async def _spawn_router(self, room_id: str, name: str, config: RoomConfig, **kw: Any) -> None:
+        assert self._system is not None
+        router = RoomRouterActor(
+            room_id=room_id,
+            name=name,
+            store=self.store,
+            gates=self.gates,
+            registry=self.registry,
+            lookup=self._actor,
+            config=config,
+            **kw,
+        )
+        await self._system.spawn(router, name=f"room:{room_id}")
+
+    async def create_room(
+        self,
+        name: str,
+        *,
+        max_rounds: int = 20,
+        max_cost_usd: float | None = None,
+        stuck: StuckPolicy | None = None,
+        gate_messages: bool = False,
+        idle_timeout: float | None = 600.0,
+        auto_iterate: bool = True,
+        room_id: str | None = None,
+    ) -> Room:
+        """A new room (its router and stream). ``max_cost_usd`` defaults to the
+        server's room budget; ``idle_timeout`` None never closes it for idleness."""
+        _check_text("name", name, SHORT_LIMIT)
+        if not 1 <= max_rounds <= 10_000:
+            raise OrchestratorError("Validation failed: maxRounds must be between 1 and 10000")
+        cost = self.settings.max_room_cost_usd if max_cost_usd is None else max_cost_usd
+        if not cost > 0:
+            raise OrchestratorError("Validation failed: maxCostUsd must be positive")
+        if idle_timeout is not None and not 0 < idle_timeout <= 7 * 86400:
+            raise OrchestratorError("Validation failed: idleTimeoutSeconds out of range")
+        config = RoomConfig(
+            max_rounds=max_rounds,
+            max_cost_usd=cost,
+            stuck=stuck or StuckPolicy(),
+            gate_messages=gate_messages,
+            idle_timeout=idle_timeout,
+            auto_iterate=auto_iterate,
+        )
+        room_id = room_id or str(uuid.uuid4())
+        info = {
+            "id": room_id,
+            "code": _invite_code(),
+            "name": name,
+            "createdAt": ev.now_ts(),
+            "revoked": False,
+            "epoch": 0,
+            "state": "active",
+            "sessions": [],
+        }
+        await self.registry.ask(RegisterRoom(info))
+        await self._spawn_router(room_id, name, config)
+        return Room(self, room_id)
+
+    async def join_room(self, room_id: str, code: str) -> dict[str, Any]:
+        """The room token for an invite code; participants without their session
+        tokens (the reference handed them all out: §17.5)."""
+        info = await self.room_info(room_id)
+        if info is None or not secrets.compare_digest(
+            str(info.get("code", "")).encode(), code.strip().upper().encode("utf-8", "replace")
+        ):
+            raise OrchestratorError("Room not found", 404)
+        if info.get("revoked"):
+            raise OrchestratorError("Room has been revoked", 410)
+        return {
+            "id": room_id,
+            "code": info["code"],
+            "name": info["name"],
+            "roomToken": await self.room_token(room_id),
+            "sessions": list(info.get("sessions", [])),
+        }
+
+    async def revoke_room(self, room_id: str) -> dict[str, Any]:
+        """A new invite code and room token: the old code and every old room token
+        stop working."""
+        info = await self.room_info(room_id)
+        if info is None:
+            raise OrchestratorError("Room not found", 404)
+        update = {"code": _invite_code(), "epoch": int(info.get("epoch", 0)) + 1}
+        await self.registry.ask(UpdateRoom(room_id, update))
+        return {"code": update["code"], "roomToken": await self.room_token(room_id)}
+
+    async def room_state(self, room_id: str) -> dict[str, Any]:
+        info = await self.room_info(room_id)
+        if info is None:
+            raise OrchestratorError("Room not found", 404)
+        actor = self._room_actor(room_id)
+        if actor is None:
+            raise OrchestratorError("Room not found", 404)
+        state: dict[str, Any] = await actor.ask(rooms.GetState(), timeout=60)
+        state["code"] = info["code"]
+        return state
+
+    async def _room_participant(self, room_id: str, session_id: str) -> dict[str, Any]:
+        state = await self.room_state(room_id)
+        for participant in state["participants"]:
+            if participant["sessionId"] == session_id:
+                return dict(participant)
+        raise OrchestratorError("Session not found in this room", 404)
+
+    async def _room_context(
+        self, room_id: str, agent_name: str, role: Role | None
+    ) -> tuple[str, str]:
+        info = await self.room_info(room_id)
+        if info is None:
+            raise OrchestratorError("Room not found", 404)
+        roster, recent = await self._room_ask(room_id, rooms.GetContext())
+        context = build_room_context(
+            room_name=str(info["name"]),
+            agent_name=agent_name,
+            role=role,
+            others=[(n, r) for n, r in roster if n != agent_name],
+            recent=recent,
+        )
+        return str(info["name"]), context
+
+    def _participant_name(self, name: str | None, session_id: str) -> str:
+        if name is None or not name.strip():
+            return f"agent-{session_id[:6]}"
+        name = name.strip()
+        if not PARTICIPANT_NAME.fullmatch(name) or name in ("room", "system"):
+            raise OrchestratorError(
+                "Validation failed: name must be 1-64 letters, digits, '.', '_' or '-' "
+                "(and not 'room' or 'system')"
+            )
+        return name
+
+    async def add_room_agent(
+        self,
+        room_id: str,
+        name: str | None = None,
+        *,
+        role: str | None = None,
+        initial_prompt: str | None = None,
+        custom_skill: str | None = None,
+        api_key: str | None = None,
+        description: str | None = None,
+        ask_infra: bool = False,
+        follow_ups: tuple[str, ...] = (),
+    ) -> Session:
+        """A new agent of the room, in its own sandbox: the room-messaging skill, its
+        role's skill (else ``custom_skill``) and tools, the room context as its first
+        prompt, then ``initial_prompt``. ``description`` makes it a create-app agent
+        (the scaffold and the infra gate when ``ask_infra``)."""
+        for field, value, limit in (
+            ("role", role, SHORT_LIMIT),
+            ("initialPrompt", initial_prompt, TEXT_LIMIT),
+            ("customSkill", custom_skill, TEXT_LIMIT),
+            ("apiKey", api_key, KEY_LIMIT),
+        ):
+            if value is not None:
+                _check_text(field, value, limit, required=False)
+        info = await self.room_info(room_id)
+        if info is None:
+            raise OrchestratorError("Room not found", 404)
+        if self._room_actor(room_id) is None or info.get("state") == "closed":
+            raise OrchestratorError("The room is closed", 409)
+        session_id = str(uuid.uuid4())
+        agent_name = self._participant_name(name, session_id)
+        if any(s.get("name") == agent_name for s in info.get("sessions", [])):
+            raise OrchestratorError(f"The name {agent_name!r} is taken in this room", 409)
+        resolved = resolve_role(role)
+        room_name, context = await self._room_context(room_id, agent_name, resolved)
+        project = validate_name(f"room-{agent_name}-{session_id[:8]}".lower(), "name")
+        files = room_files(
+            project_name=project,
+            room_name=room_name,
+            agent_name=agent_name,
+            role=resolved,
+            custom_skill=custom_skill,
+        )
+        if description is not None:
+            files.pop("CLAUDE.md", None)  # the create-app CLAUDE.md stays
+        prompts = follow_ups + (
+            (initial_prompt,) if initial_prompt and initial_prompt.strip() else ()
+        )
+        session = await self._create(
+            session_id,
+            description or f"Room agent: {agent_name} ({role or 'participant'})",
+            project=project,
+            freeform=description is None,
+            api_key=api_key,
+            ask_infra=ask_infra,
+            tool_policy=self._role_policy(resolved),
+            agent_name=agent_name,
+            files=files,
+            prompt=context,
+            follow_ups=prompts,
+            extra_info={"roomId": room_id, "participantName": agent_name, "role": role},
+        )
+        try:
+            await self._room_ask(
+                room_id, rooms.AddParticipant(session_id, agent_name, role, owned=True)
+            )
+        except OrchestratorError:
+            await self.delete_session(session_id)
+            raise
+        return session
+
+    def _role_policy(self, role: Role | None) -> ToolPolicy | None:
+        """A role's tools, enforced through the permission callback; in production
+        also kept to the production list (the reference let a role widen it)."""
+        if role is None:
+            return None
+        tools = frozenset(role.tools)
+        if self.settings.production:
+            tools &= frozenset(PRODUCTION_TOOLS)
+        return ToolPolicy(allow_all=True, only=tools)
+
+    async def add_session_to_room(
+        self, room_id: str, session_id: str, name: str, *, initial_prompt: str | None = None
+    ) -> None:
+        """An existing, running session joins the room: told the room's context (and
+        ``initial_prompt``) as a new turn. The room does not end it when it closes."""
+        _check_text("name", name, SHORT_LIMIT)
+        if initial_prompt is not None:
+            _check_text("initialPrompt", initial_prompt, TEXT_LIMIT, required=False)
+        agent_name = self._participant_name(name, session_id)
+        if await self.session_info(session_id) is None:
+            raise OrchestratorError("Session not found", 404)
+        actor = self._actor(session_id)
+        if actor is None or await self.sandbox_of(session_id) is None:
+            raise OrchestratorError("Session sandbox not found or not running", 400)
+        _, context = await self._room_context(room_id, agent_name, None)
+        head = await self.store.head(session_stream(session_id))
+        await self._room_ask(
+            room_id,
+            rooms.AddParticipant(
+                session_id, agent_name, None, owned=False, offset=head.next_offset
+            ),
+        )
+        prompt = context + (f"\n\n{initial_prompt}" if initial_prompt else "")
+        await self._ask(session_id, Iterate(prompt))
+
+    async def create_app_room(
+        self,
+        description: str,
+        *,
+        name: str | None = None,
+        api_key: str | None = None,
+        ask_infra: bool = True,
+    ) -> tuple[Room, Session]:
+        """The reference's create-app room: a coder that builds the app (waiting at
+        its infra gate first, when ``ask_infra``), told about the room."""
+        _check_text("description", description, TEXT_LIMIT)
+        if name is not None:
+            _check_text("name", name, SHORT_LIMIT, required=False)
+        room_id = str(uuid.uuid4())
+        room_name = name.strip() if name and name.strip() else f"app-{room_id[:8]}"
+        room = await self.create_room(room_name, room_id=room_id)
+        if ask_infra:
+            await self._room_ask(room.id, rooms.Notice("Waiting for infrastructure configuration"))
+        suffix = secrets.choice(CODER_SUFFIXES)
+        coder = await self.add_room_agent(
+            room.id,
+            f"coder-{suffix}",
+            role="coder",
+            api_key=api_key,
+            description=description,
+            ask_infra=ask_infra,
+            follow_ups=(f"/create-app {description}",),
+        )
+        return room, coder
+
+
+CODER_SUFFIXES = (
+    "fox", "owl", "lynx", "wolf", "bear", "hawk", "pine", "oak",
+    "elm", "ivy", "ray", "arc", "reef", "dusk", "ash", "sage",
+)  # fmt: skip
+
+
+def _invite_code() -> str:
+    """8 symbols of an unambiguous 32-letter alphabet, ``XXXX-XXXX`` (reference §2)."""
+    code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(8))
+    return f"{code[:4]}-{code[4:]}"

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 __all__ = [
+    "AgentActivity",
+    "AgentMessage",
     "AppStatus",
     "AskUserQuestion",
     "AssistantMessage",
@@ -30,8 +32,13 @@ __all__ = [
     "Log",
     "OutboundMessageGate",
     "OutboundMessageGateResolved",
+    "ParticipantJoined",
+    "ParticipantLeft",
     "PostToolUse",
     "PreToolUse",
+    "RoomClosed",
+    "RoomCreated",
+    "RoomSettings",
     "SessionEnd",
     "SessionStart",
     "Source",
@@ -73,8 +80,15 @@ class Event:
         for field in attrs.fields(type(self)):
             value = getattr(self, field.name)
             if value is not None:
-                data[field.alias or field.name] = value
+                data[_wire_key(field)] = value
         return data
+
+
+def _wire_key(field: attrs.Attribute[Any]) -> str:
+    """A field's JSON key: ``metadata["key"]`` (for names Python reserves, ``from``),
+    else its alias, else its name."""
+    key = field.metadata.get("key")
+    return str(key) if key else (field.alias or field.name)
 
 
 @attrs.frozen(kw_only=True)
@@ -254,6 +268,78 @@ class GateEnded(Event):
     resolved_by: dict[str, str] | None = attrs.field(default=None, alias="resolvedBy")
 
 
+# -- the room stream (reference §5.3), each record with ``source: "server"`` ----------
+
+
+@attrs.frozen(kw_only=True)
+class RoomCreated(Event):
+    """The first record of a room's stream (the reference defined it and never wrote
+    it): its name and settings, so that the room can be rebuilt from its stream."""
+
+    type: ClassVar[str] = "room_created"
+    name: str
+    created_by: str = attrs.field(default="human", alias="createdBy")
+    settings: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class AgentMessage(Event):
+    """A message in the room. ``metadata`` of an agent's routed message carries its
+    ``round``, its ``sessionId`` and the ``offset`` of the sender's stream it came from."""
+
+    type: ClassVar[str] = "agent_message"
+    sender: str = attrs.field(metadata={"key": "from"})
+    body: str
+    to: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ParticipantJoined(Event):
+    """``participant``: ``{id, displayName, role?, owned}`` (``owned``: the room made
+    the agent, and ends it when it closes)."""
+
+    type: ClassVar[str] = "participant_joined"
+    participant: dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class ParticipantLeft(Event):
+    type: ClassVar[str] = "participant_left"
+    participant_id: str = attrs.field(alias="participantId")
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AgentActivity(Event):
+    """What an agent does, for people watching the room (never delivered to agents)."""
+
+    type: ClassVar[str] = "agent_activity"
+    sender: str = attrs.field(metadata={"key": "from"})
+    event_type: str = attrs.field(alias="eventType")
+    text: str
+    gate_data: dict[str, Any] | None = attrs.field(default=None, alias="gateData")
+
+
+@attrs.frozen(kw_only=True)
+class RoomSettings(Event):
+    """Beyond the reference: a change of the room's settings (``autoIterate``)."""
+
+    type: ClassVar[str] = "room_settings"
+    auto_iterate: bool = attrs.field(alias="autoIterate")
+
+
+@attrs.frozen(kw_only=True)
+class RoomClosed(Event):
+    """The room stopped. Beyond the reference, always with a ``reason``:
+    ``max_rounds``, ``closed_by_human``, ``all_idle``, ``stuck`` or ``budget``."""
+
+    type: ClassVar[str] = "room_closed"
+    reason: str
+    closed_by: str = attrs.field(alias="closedBy")
+    summary: str | None = None
+
+
 @attrs.frozen(kw_only=True)
 class Unknown(Event):
     """An event of a type this version does not know; its fields are kept as read."""
@@ -274,9 +360,9 @@ def event_from_json(data: dict[str, Any]) -> tuple[Event, Source | None]:
         return Unknown(raw=dict(data), ts=str(data.get("ts", now_ts()))), checked
     kwargs = {}
     for field in attrs.fields(cls):
-        key = field.alias or field.name
+        key = _wire_key(field)
         if key in data:
-            kwargs[key] = data[key]
+            kwargs[field.alias or field.name] = data[key]
     try:
         return cls(**kwargs), checked
     except TypeError:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import posixpath
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from functools import wraps
 from pathlib import PurePosixPath
 from typing import Any, TypeVar, cast
@@ -23,18 +22,30 @@ import trio
 from quart import Quart, Response, request
 from quart_trio import QuartTrio
 
-from transport import AppendRequest, StreamError, parse_offset
+from transport import AppendRequest, StreamError
 
 from .. import events as ev
 from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
 from ..electric import ProvisionError, provision
-from ..gates import GateClosed, GateExists, GateNotFound, InvalidAnswer, ToolPolicy
+from ..gates import GateExists, ToolPolicy
 from ..hooks.mapping import hook_to_event
 from ..hooks.setup import setup_script
 from ..sandboxes.base import SandboxError, SandboxSpec
 from ..sessions.actor import DEFAULT_TOOLS, PRODUCTION_TOOLS
 from ..sessions.registry import REGISTRY_STREAM, UpdateSession
 from ..tokens import Purpose
+from ._http import (
+    _bearer,
+    _body,
+    _error,
+    _field,
+    _json,
+    _no_constants,
+    event_offset,
+    respond_to_gate,
+    sse_response,
+)
+from .rooms import add_room_routes
 
 __all__ = ["MAX_BODY_BYTES", "create_api"]
 
@@ -47,86 +58,6 @@ HIDDEN_TYPES = frozenset({"command", "gate_response"})
 EXCLUDED_DIRS = frozenset({"node_modules", ".git", "dist", ".next", ".cache"})
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(
-        json.dumps(data, separators=(",", ":")), status=status, content_type="application/json"
-    )
-
-
-def _error(message: str, status: int, **extra: Any) -> Response:
-    return _json({"error": message, **extra}, status)
-
-
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[7:].strip()
-    return request.args.get("token")
-
-
-async def _body() -> dict[str, Any]:
-    raw = await request.get_data(cache=True)
-    assert isinstance(raw, bytes)
-    try:
-        value = json.loads(raw or b"{}")
-    except ValueError:
-        raise OrchestratorError("Invalid JSON body") from None
-    if not isinstance(value, dict):
-        raise OrchestratorError("Validation failed", 400)
-    return value
-
-
-def _field(body: dict[str, Any], name: str, limit: int, *, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise OrchestratorError(f"Validation failed: {name}: required")
-        return None
-    if not isinstance(value, str):
-        raise OrchestratorError(f"Validation failed: {name}: expected a string")
-    if required and not value.strip():
-        raise OrchestratorError(f"Validation failed: {name}: must not be empty")
-    if len(value) > limit:
-        raise OrchestratorError(f"Validation failed: {name}: at most {limit} characters")
-    return value
-
-
-def _resolved_by() -> dict[str, str] | None:
-    participant = request.headers.get("X-Participant-Id")
-    name = request.headers.get("X-Participant-Name")
-    if participant and name:
-        return {"id": participant[:SHORT_LIMIT], "displayName": name[:SHORT_LIMIT]}
-    return None
-
-
-def _infra_answer(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The infra_config value and its details, as reference 7.3 step 5 builds them (the
-    database URL is kept out of the details: it is a secret, §17.8)."""
-    mode = body.get("mode")
-    value: dict[str, Any] = {"mode": "local"}
-    details = {"Infrastructure": "Local (Docker)"}
-    if mode in ("cloud", "claim"):
-        value = {"mode": mode}
-        for key in ("databaseUrl", "electricUrl", "sourceId", "secret", "claimId"):
-            field = _field(body, key, KEY_LIMIT)
-            if field is not None:
-                value[key] = field
-        details = {
-            "Infrastructure": "Provisioned (Cloud)" if mode == "claim" else "Electric Cloud (BYO)"
-        }
-        if "sourceId" in value:
-            details["Source ID"] = value["sourceId"]
-    account = _field(body, "repoAccount", SHORT_LIMIT)
-    name = _field(body, "repoName", SHORT_LIMIT)
-    if account and name and name.strip():
-        visibility = body.get("repoVisibility")
-        value["repoAccount"], value["repoName"] = account, name
-        value["repoVisibility"] = visibility if visibility in ("public", "private") else "private"
-        details["Repository"] = f"{account}/{name}"
-        details["Visibility"] = value["repoVisibility"]
-    return value, details
 
 
 def create_api(orch: Orchestrator) -> Quart:
@@ -220,79 +151,11 @@ def create_api(orch: Orchestrator) -> Quart:
 
     # -- gates -------------------------------------------------------------------------
 
-    async def answer_gate(
-        session_id: str,
-        gate_id: str,
-        value: Any,
-        *,
-        summary: str | None = None,
-        details: dict[str, str] | None = None,
-    ) -> Response:
-        try:
-            await orch.gates.resolve(
-                session_id,
-                gate_id,
-                value,
-                resolved_by=_resolved_by(),
-                summary=summary,
-                details=details,
-            )
-        except GateNotFound:
-            return _error("No pending gate found", 404)
-        except GateClosed:
-            return _error("The gate was already answered or has ended", 409)
-        except InvalidAnswer as exc:
-            return _error(str(exc), 400)
-        return _json({"ok": True})
-
     @app.post("/api/sessions/<session_id>/respond")
     @session_auth
     async def respond(session_id: str) -> Response:
         await known(session_id)
-        body = await _body()
-        gate = body.get("gate")
-        if not isinstance(gate, str) or not gate:
-            return _error("gate is required", 400)
-        summary = _field(body, "_summary", SHORT_LIMIT)
-        if gate == "ask_user_question":
-            tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
-            if not tool_use_id:
-                return _error("toolUseId is required", 400)
-            answers = body.get("answers")
-            if not isinstance(answers, dict):
-                answer = body.get("answer")
-                question = body.get("question")
-                key = question if isinstance(question, str) and question else "answer"
-                answers = {key: answer} if isinstance(answer, str) else {}
-            return await answer_gate(
-                session_id,
-                f"ask_user_question:{tool_use_id}",
-                {"answers": answers},
-                summary=summary,
-            )
-        if gate == "outbound_message_gate":
-            gate_id = _field(body, "gateId", SHORT_LIMIT)
-            action = body.get("action")
-            if not gate_id or not isinstance(action, str):
-                return _error("gateId and action are required", 400)
-            value = {"action": action}
-            if "editedBody" in body:
-                value["editedBody"] = body["editedBody"]
-            return await answer_gate(session_id, gate_id, value, summary=summary)
-        if gate == "tool_permission":
-            tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
-            decision = body.get("decision")
-            if not tool_use_id or decision not in ("allow", "deny"):
-                return _error("toolUseId and decision (allow or deny) are required", 400)
-            return await answer_gate(
-                session_id, f"tool_permission:{tool_use_id}", decision, summary=summary
-            )
-        if gate == "infra_config":
-            value, details = _infra_answer(body)
-            return await answer_gate(
-                session_id, "infra_config", value, summary=summary, details=details
-            )
-        return _error(f"Unknown gate: {gate[:SHORT_LIMIT]}", 400)
+        return await respond_to_gate(orch, session_id, await _body())
 
     async def ask_and_wait(session_id: str, event: ev.AskUserQuestion) -> dict[str, Any] | None:
         """Block a hook on an AskUserQuestion until a person answers (``/respond``) or
@@ -481,23 +344,7 @@ def create_api(orch: Orchestrator) -> Quart:
     @session_auth
     async def events(session_id: str) -> Response:
         await known(session_id)
-        offset = request.headers.get("Last-Event-ID") or request.args.get("offset") or "-1"
-        if offset != "-1" and not _valid_offset(offset):
-            raise OrchestratorError("Invalid offset", 400)
-        session = orch.session(session_id)
-
-        async def stream() -> AsyncIterator[bytes]:
-            async with aclosing(session.events(offset)) as items:
-                async for item in items:
-                    if item.raw.get("type") in HIDDEN_TYPES:
-                        continue
-                    data = json.dumps(item.raw, separators=(",", ":"))
-                    yield f"id: {item.offset}\ndata: {data}\n\n".encode()
-
-        response = Response(stream(), content_type="text/event-stream")
-        response.headers["Cache-Control"] = "no-cache"
-        response.timeout = None
-        return response
+        return sse_response(orch.session(session_id).events(event_offset()))
 
     @app.post("/api/sessions/<session_id>/stream/append")
     @session_auth
@@ -687,15 +534,8 @@ def create_api(orch: Orchestrator) -> Quart:
             await orch.provider.remove(item.sandbox_id)
         return _json({"ok": True})
 
+    add_room_routes(app, orch)
     return app
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _valid_offset(offset: str) -> bool:
-    return offset == "now" or parse_offset(offset) is not None
 
 
 async def _git_status(sandbox: Any) -> dict[str, Any]:

@@ -39,8 +39,11 @@ from . import workspace
 from .registry import UpdateSession
 
 __all__ = [
+    "Busy",
     "Cancel",
     "Delete",
+    "Deliver",
+    "Finish",
     "GetSandbox",
     "Interrupt",
     "Iterate",
@@ -108,6 +111,13 @@ class SessionConfig:
     # allows run, tools it denies are refused, the rest wait at a tool_permission gate.
     tool_policy: ToolPolicy | None = None
     tool_timeout: float | None = None  # seconds a tool_permission gate waits
+    # A room's agent: its name (on its assistant messages), files written into its
+    # workspace (relative path -> content), its first prompt (the room context) and
+    # prompts queued after it (create-app's "/create-app ..." for a room's coder).
+    agent_name: str | None = None
+    files: Mapping[str, bytes] = attrs.field(factory=dict)
+    prompt: str | None = None
+    follow_ups: tuple[str, ...] = ()
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -136,6 +146,29 @@ class Delete:
 @attrs.frozen
 class GetSandbox:
     pass
+
+
+@attrs.frozen
+class Deliver:
+    """A room message for this session's agent: shown on its stream as a
+    ``user_prompt`` from ``sender``; with ``iterate``, also a turn of its own."""
+
+    sender: str
+    body: str
+    iterate: bool = True
+
+
+@attrs.frozen
+class Finish:
+    """End the session as complete (its room closed): stop the agent, remove the
+    sandbox, say why."""
+
+    reason: str
+
+
+@attrs.frozen
+class Busy:
+    """Whether the agent has a turn running or queued (or is still starting)."""
 
 
 # -- what the run task reports ----------------------------------------------------------
@@ -179,6 +212,7 @@ class SessionActor(Actor):
     _run_scope: trio.CancelScope | None = None
     _prompts: trio.MemorySendChannel[str] | None = None
     _ended: bool = False
+    _turns_pending: int = 1  # the first prompt, from the start
 
     mailbox_size = 256
     stop_timeout = 5.0
@@ -194,9 +228,12 @@ class SessionActor(Actor):
 
     async def on_start(self) -> None:
         await self.store.create(self.path, CreateRequest(content_type=JSON))
-        await self._emit(ev.UserPrompt(message=self.config.description))
+        await self._emit(ev.UserPrompt(message=self.config.prompt or self.config.description))
         send, receive = trio.open_memory_channel[str](64)
         self._prompts = send
+        for follow_up in self.config.follow_ups:
+            send.send_nowait(follow_up)
+            self._turns_pending += 1
         self.ctx.nursery.start_soon(self._run, receive)
 
     async def on_stop(self) -> None:
@@ -227,6 +264,14 @@ class SessionActor(Actor):
             await self._end("cancelled")
         elif isinstance(msg, GetSandbox):
             return self.sandbox
+        elif isinstance(msg, Deliver):
+            await self._deliver(msg)
+        elif isinstance(msg, Busy):
+            return not self._ended and self._turns_pending > 0
+        elif isinstance(msg, Finish):
+            if not self._ended:
+                await self._emit(ev.Log(level="system", message=msg.reason))
+                await self._end("complete")
         elif isinstance(msg, Delete):
             await self._end(self.status if self._ended else "cancelled")
         else:
@@ -237,10 +282,22 @@ class SessionActor(Actor):
         if self._ended or self._prompts is None:
             raise Refused("Container is not running")
         await self._emit(ev.UserPrompt(message=request))
+        await self._queue(request)
+
+    async def _deliver(self, msg: Deliver) -> None:
+        if self._ended or self._prompts is None:
+            raise Refused("Container is not running")
+        await self._emit(ev.UserPrompt(message=msg.body, sender=msg.sender))
+        if msg.iterate:
+            await self._queue(f"Message from {msg.sender}:\n\n{msg.body}")
+
+    async def _queue(self, prompt: str) -> None:
+        assert self._prompts is not None
         try:
-            self._prompts.send_nowait(request)
+            self._prompts.send_nowait(prompt)
         except trio.WouldBlock:
             raise Refused("too many requests are queued for this session") from None
+        self._turns_pending += 1
         await self._set_status("running")
 
     async def _cost(self, amount: float) -> None:
@@ -256,10 +313,12 @@ class SessionActor(Actor):
             await self._end("error")
 
     async def _turn_done(self, msg: _TurnDone) -> None:
+        self._turns_pending = max(0, self._turns_pending - 1)
         if self._ended:
             return  # reported before a cancel, delete or failure that has the last word
+        idle = "complete" if self._turns_pending == 0 else "running"
         update: dict[str, Any] = {
-            "status": "complete" if msg.success else "error",
+            "status": idle if msg.success else "error",
             "totalCostUsd": round(self.meter.total, 6),
         }
         if msg.claude_session_id:
@@ -438,7 +497,10 @@ class SessionActor(Actor):
         if not config.freeform:
             await workspace.prepare(sandbox, config.project_name, config.description)
             await self._report(_Emit(ev.Log(level="system", message="Project ready"), "server"))
-        prompt = config.description if config.freeform else f"/create-app {config.description}"
+        await workspace.write_files(sandbox, config.files)
+        prompt = config.prompt or (
+            config.description if config.freeform else f"/create-app {config.description}"
+        )
         tools = config.allowed_tools or (PRODUCTION_TOOLS if config.production else DEFAULT_TOOLS)
         if config.tool_policy is None or self.gates is None:
             options = ClaudeAgentOptions(
@@ -473,7 +535,13 @@ class SessionActor(Actor):
             _Emit(ev.Log(level="build", message=f"Running: claude {prompt!r}"), "server")
         )
         agent = self._agent = ClaudeAgent(
-            sandbox, options, emit, meter=self.meter, on_cost=on_cost, cli_path=sandbox.claude_path
+            sandbox,
+            options,
+            emit,
+            meter=self.meter,
+            on_cost=on_cost,
+            cli_path=sandbox.claude_path,
+            agent_name=config.agent_name,
         )
 
         async def on_turn(result: ResultMessage) -> None:

@@ -1,7 +1,8 @@
-"""The session registry: every session's info, kept in the ``registry`` stream.
+"""The registry: every session's and room's info, kept in the ``registry`` stream.
 
 :class:`RegistryActor` owns the registry. Every change is appended to the stream first
-(``session_registered`` / ``session_updated`` / ``session_deleted``, reference §5.4),
+(``session_registered`` / ``session_updated`` / ``session_deleted``, ``room_created`` /
+``room_updated``, reference §5.4),
 then applied in memory; on start the stream is replayed in full (no time limit: §17.18).
 """
 
@@ -19,13 +20,17 @@ from ..events import now_ts
 
 __all__ = [
     "REGISTRY_STREAM",
+    "GetRoom",
     "GetSession",
+    "ListRooms",
     "ListSessions",
     "LookupTranscript",
     "MapTranscript",
+    "RegisterRoom",
     "RegisterSession",
     "RegistryActor",
     "RemoveSession",
+    "UpdateRoom",
     "UpdateSession",
 ]
 
@@ -73,12 +78,34 @@ class LookupTranscript:
     transcript_path: str
 
 
+@attrs.frozen
+class RegisterRoom:
+    info: dict[str, Any]
+
+
+@attrs.frozen
+class UpdateRoom:
+    room_id: str
+    update: dict[str, Any]
+
+
+@attrs.frozen
+class GetRoom:
+    room_id: str
+
+
+@attrs.frozen
+class ListRooms:
+    pass
+
+
 @attrs.define(eq=False)
 class RegistryActor(Actor):
     store: Store
     path: str = REGISTRY_STREAM
     sessions: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     transcripts: dict[str, str] = attrs.field(factory=dict)
+    rooms: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     async def on_start(self) -> None:
         await self.store.create(self.path, CreateRequest(content_type=JSON))
@@ -105,6 +132,15 @@ class RegistryActor(Actor):
                 known.update(update)
         elif kind == "session_deleted":
             self.sessions.pop(str(record.get("sessionId")), None)
+        elif kind == "room_created":
+            room = record.get("room")
+            if isinstance(room, dict) and isinstance(room.get("id"), str):
+                self.rooms[room["id"]] = dict(room)
+        elif kind == "room_updated":
+            found = self.rooms.get(str(record.get("roomId")))
+            update = record.get("update")
+            if found is not None and isinstance(update, dict):
+                found.update(update)
         elif kind == "session_mapped":
             path, session_id = record.get("transcriptPath"), record.get("sessionId")
             if isinstance(path, str) and isinstance(session_id, str):
@@ -157,4 +193,24 @@ class RegistryActor(Actor):
             return mapped if mapped in self.sessions else None
         if isinstance(msg, ListSessions):
             return [dict(info) for info in self.sessions.values()]
+        if isinstance(msg, RegisterRoom):
+            await self._record({"type": "room_created", "room": dict(msg.info), "ts": now_ts()})
+            return dict(msg.info)
+        if isinstance(msg, UpdateRoom):
+            if msg.room_id not in self.rooms:
+                raise Refused(f"no room {msg.room_id}")
+            await self._record(
+                {
+                    "type": "room_updated",
+                    "roomId": msg.room_id,
+                    "update": msg.update,
+                    "ts": now_ts(),
+                }
+            )
+            return dict(self.rooms[msg.room_id])
+        if isinstance(msg, GetRoom):
+            room = self.rooms.get(msg.room_id)
+            return dict(room) if room is not None else None
+        if isinstance(msg, ListRooms):
+            return [dict(room) for room in self.rooms.values()]
         raise Refused(f"the registry does not understand {type(msg).__name__}")

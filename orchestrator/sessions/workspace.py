@@ -8,12 +8,14 @@ in the user's description can end a heredoc and run as a command (reference §17
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
 from importlib.abc import Traversable
+from pathlib import PurePosixPath
 
 from ..sandboxes.base import Sandbox
 
-__all__ = ["claude_md", "prepare"]
+__all__ = ["claude_md", "prepare", "write_files"]
 
 TEMPLATES = resources.files("orchestrator") / "templates"
 
@@ -62,3 +64,13 @@ async def prepare(sandbox: Sandbox, project_name: str, description: str) -> None
     await sandbox.write_file(f"{base}/CLAUDE.md", claude_md(project_name, description).encode())
     for name, data in _files(TEMPLATES / "skills"):
         await sandbox.write_file(f"{base}/.claude/skills/{name}", data)
+
+
+async def write_files(sandbox: Sandbox, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` (paths relative to the workspace, no ``..``) into it."""
+    base = sandbox.workdir.rstrip("/")
+    for name, data in files.items():
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise ValueError(f"a workspace file must be a relative path inside it: {name!r}")
+        await sandbox.write_file(f"{base}/{relative}", data)

@@ -1,0 +1,208 @@
+"""What every route uses: JSON responses and errors, tokens from headers, bodies and
+their fields, SSE framing and the answer to a gate (``/respond``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from quart import Response, request
+
+from transport import parse_offset
+
+from ..core import EventItem, Orchestrator, OrchestratorError
+from ..gates import GateClosed, GateNotFound, InvalidAnswer
+
+KEY_LIMIT = 1_000
+SHORT_LIMIT = 500
+HIDDEN_TYPES = frozenset({"command", "gate_response"})
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":")), status=status, content_type="application/json"
+    )
+
+
+def _error(message: str, status: int, **extra: Any) -> Response:
+    return _json({"error": message, **extra}, status)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    return request.args.get("token")
+
+
+async def _body() -> dict[str, Any]:
+    raw = await request.get_data(cache=True)
+    assert isinstance(raw, bytes)
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        raise OrchestratorError("Invalid JSON body") from None
+    if not isinstance(value, dict):
+        raise OrchestratorError("Validation failed", 400)
+    return value
+
+
+def _field(body: dict[str, Any], name: str, limit: int, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise OrchestratorError(f"Validation failed: {name}: required")
+        return None
+    if not isinstance(value, str):
+        raise OrchestratorError(f"Validation failed: {name}: expected a string")
+    if required and not value.strip():
+        raise OrchestratorError(f"Validation failed: {name}: must not be empty")
+    if len(value) > limit:
+        raise OrchestratorError(f"Validation failed: {name}: at most {limit} characters")
+    return value
+
+
+def _resolved_by() -> dict[str, str] | None:
+    participant = request.headers.get("X-Participant-Id")
+    name = request.headers.get("X-Participant-Name")
+    if participant and name:
+        return {"id": participant[:SHORT_LIMIT], "displayName": name[:SHORT_LIMIT]}
+    return None
+
+
+def _infra_answer(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The infra_config value and its details, as reference 7.3 step 5 builds them (the
+    database URL is kept out of the details: it is a secret, §17.8)."""
+    mode = body.get("mode")
+    value: dict[str, Any] = {"mode": "local"}
+    details = {"Infrastructure": "Local (Docker)"}
+    if mode in ("cloud", "claim"):
+        value = {"mode": mode}
+        for key in ("databaseUrl", "electricUrl", "sourceId", "secret", "claimId"):
+            field = _field(body, key, KEY_LIMIT)
+            if field is not None:
+                value[key] = field
+        details = {
+            "Infrastructure": "Provisioned (Cloud)" if mode == "claim" else "Electric Cloud (BYO)"
+        }
+        if "sourceId" in value:
+            details["Source ID"] = value["sourceId"]
+    account = _field(body, "repoAccount", SHORT_LIMIT)
+    name = _field(body, "repoName", SHORT_LIMIT)
+    if account and name and name.strip():
+        visibility = body.get("repoVisibility")
+        value["repoAccount"], value["repoName"] = account, name
+        value["repoVisibility"] = visibility if visibility in ("public", "private") else "private"
+        details["Repository"] = f"{account}/{name}"
+        details["Visibility"] = value["repoVisibility"]
+    return value, details
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _valid_offset(offset: str) -> bool:
+    return offset == "now" or parse_offset(offset) is not None
+
+
+def event_offset() -> str:
+    """Where an SSE reader resumes: ``Last-Event-ID``, else ``?offset=``, else the start."""
+    offset = request.headers.get("Last-Event-ID") or request.args.get("offset") or "-1"
+    if offset != "-1" and not _valid_offset(offset):
+        raise OrchestratorError("Invalid offset", 400)
+    return offset
+
+
+def sse_response(items: AsyncGenerator[EventItem, None]) -> Response:
+    """Server-sent events, one per stream record, each with its exact offset as id."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with aclosing(items) as events:
+            async for item in events:
+                if item.raw.get("type") in HIDDEN_TYPES:
+                    continue
+                data = json.dumps(item.raw, separators=(",", ":"))
+                yield f"id: {item.offset}\ndata: {data}\n\n".encode()
+
+    response = Response(stream(), content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.timeout = None
+    return response
+
+
+async def answer_gate(
+    orch: Orchestrator,
+    session_id: str,
+    gate_id: str,
+    value: Any,
+    *,
+    summary: str | None = None,
+    details: dict[str, str] | None = None,
+) -> Response:
+    try:
+        await orch.gates.resolve(
+            session_id,
+            gate_id,
+            value,
+            resolved_by=_resolved_by(),
+            summary=summary,
+            details=details,
+        )
+    except GateNotFound:
+        return _error("No pending gate found", 404)
+    except GateClosed:
+        return _error("The gate was already answered or has ended", 409)
+    except InvalidAnswer as exc:
+        return _error(str(exc), 400)
+    return _json({"ok": True})
+
+
+async def respond_to_gate(orch: Orchestrator, session_id: str, body: dict[str, Any]) -> Response:
+    """Answer one of the session's gates from a ``/respond`` body (reference §7.3)."""
+    gate = body.get("gate")
+    if not isinstance(gate, str) or not gate:
+        return _error("gate is required", 400)
+    summary = _field(body, "_summary", SHORT_LIMIT)
+    if gate == "ask_user_question":
+        tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
+        if not tool_use_id:
+            return _error("toolUseId is required", 400)
+        answers = body.get("answers")
+        if not isinstance(answers, dict):
+            answer = body.get("answer")
+            question = body.get("question")
+            key = question if isinstance(question, str) and question else "answer"
+            answers = {key: answer} if isinstance(answer, str) else {}
+        return await answer_gate(
+            orch,
+            session_id,
+            f"ask_user_question:{tool_use_id}",
+            {"answers": answers},
+            summary=summary,
+        )
+    if gate == "outbound_message_gate":
+        gate_id = _field(body, "gateId", SHORT_LIMIT)
+        action = body.get("action")
+        if not gate_id or not isinstance(action, str):
+            return _error("gateId and action are required", 400)
+        value = {"action": action}
+        if "editedBody" in body:
+            value["editedBody"] = body["editedBody"]
+        return await answer_gate(orch, session_id, gate_id, value, summary=summary)
+    if gate == "tool_permission":
+        tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
+        decision = body.get("decision")
+        if not tool_use_id or decision not in ("allow", "deny"):
+            return _error("toolUseId and decision (allow or deny) are required", 400)
+        return await answer_gate(
+            orch, session_id, f"tool_permission:{tool_use_id}", decision, summary=summary
+        )
+    if gate == "infra_config":
+        value, details = _infra_answer(body)
+        return await answer_gate(
+            orch, session_id, "infra_config", value, summary=summary, details=details
+        )
+    return _error(f"Unknown gate: {gate[:SHORT_LIMIT]}", 400)
