@@ -334,15 +334,16 @@ class SessionActor(Actor):
         body = json.dumps([event.to_json(source)], separators=(",", ":")).encode()
         await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
 
-    async def _set_status(self, status: str) -> None:
+    async def _set_status(self, status: str, **more: Any) -> None:
         self.status = status
-        await self.registry.ask(UpdateSession(self.config.session_id, {"status": status}))
+        update = {"status": status, **more}
+        await self.registry.ask(UpdateSession(self.config.session_id, update))
 
     async def _end(self, status: str) -> None:
         """The session is over: stop the agent, remove the sandbox, record why."""
         self._ended = True
         await self._teardown()
-        await self._set_status(status)
+        await self._set_status(status, ended=True)  # its agent and sandbox are gone
 
     async def _teardown(self) -> None:
         if self._run_scope is not None:

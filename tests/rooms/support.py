@@ -22,6 +22,7 @@ from ..sessions.support import wait_status
 __all__ = [
     "READY",
     "closed",
+    "ended",
     "messages",
     "prompts_of",
     "room_script",
@@ -75,6 +76,16 @@ def messages(items: Sequence[EventItem]) -> list[tuple[str, str | None, str]]:
         for i in items
         if i.event.type == "agent_message" and i.raw["from"] != "system"
     ]
+
+
+async def ended(session: Session, timeout: float = 60) -> dict[str, Any]:
+    """The session's info once it has ended (agent stopped, sandbox removed)."""
+    with trio.fail_after(timeout):
+        while True:
+            info = await session.info()
+            if info.get("ended"):
+                return info
+            await trio.sleep(0.05)
 
 
 async def prompts_of(session: Session) -> list[tuple[str | None, str]]:

@@ -15,7 +15,16 @@ from orchestrator.models import Turn, Usage
 from orchestrator.rooms.stuck import StuckPolicy
 from orchestrator.sandboxes.local import LocalProvider
 
-from .support import READY, closed, messages, prompts_of, room_until, scripted_room, wait_status
+from .support import (
+    READY,
+    closed,
+    ended,
+    messages,
+    prompts_of,
+    room_until,
+    scripted_room,
+    wait_status,
+)
 
 
 def local(tmp_path: Path) -> LocalProvider:
@@ -52,7 +61,7 @@ async def test_two_agents_talk_until_the_round_limit(tmp_path: Path) -> None:
         assert "Message from alice:\n\none" in bob_turns[1]
         # closing ended both agents and removed their sandboxes
         for session in (alice, bob):
-            info = await wait_status(session, "complete")
+            info = await ended(session)
             assert info["status"] == "complete"
             assert await orch.sandbox_of(session.id) is None
         state = await room.state()
@@ -114,7 +123,7 @@ async def test_a_gated_message_waits_for_a_person(tmp_path: Path, action: str) -
         assert resolved[0]["action"] == "edit"
         assert resolved[0]["resolvedBy"] == {"id": "p1", "displayName": "Pat"}
         assert await room.close()
-        await wait_status(bob, "complete")
+        await ended(bob)
 
 
 async def wait_until(check: Any, timeout: float = 60) -> None:
@@ -146,7 +155,7 @@ async def test_a_ping_pong_loop_is_stuck(tmp_path: Path, action: Literal["close"
                 ("alice", "bob", "ping"),
             ]
             for session in (alice, bob):
-                await wait_status(session, "complete")
+                assert (await ended(session))["status"] == "complete"
             return
         gate = await outbound_gate(bob)
         assert gate["body"] == "pong"
@@ -169,13 +178,13 @@ async def test_budget_idle_and_a_person_close_the_room(tmp_path: Path) -> None:
         items = await room_until(spender, closed)
         assert items[-1].raw["reason"] == "budget"
         assert (await spender.state())["totalCostUsd"] > 0.05
-        await wait_status(alice, "complete")
+        assert (await ended(alice))["status"] == "complete"
 
         idle = await orch.create_room("idle", idle_timeout=0.5)
         bob = await idle.add_agent("bob", api_key="bob")
         items = await room_until(idle, closed)
         assert items[-1].raw["reason"] == "all_idle"
-        await wait_status(bob, "complete")
+        await ended(bob)
 
         manual = await orch.create_room("manual", idle_timeout=None)
         carol = await manual.add_agent("carol", api_key="carol")
@@ -185,6 +194,7 @@ async def test_budget_idle_and_a_person_close_the_room(tmp_path: Path) -> None:
         items = await room_until(manual, closed)
         assert items[-1].raw["reason"] == "closed_by_human"
         assert items[-1].raw["closedBy"] == "human"
+        await ended(carol)
         assert await orch.sandbox_of(carol.id) is None
 
 
@@ -211,4 +221,4 @@ async def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
         state = await room.state()
         assert [p["name"] for p in state["participants"]] == ["bob"]
         await room.close()
-        await wait_status(bob, "complete")
+        await ended(bob)

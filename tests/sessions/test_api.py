@@ -38,14 +38,20 @@ async def api_server(orch: Orchestrator) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def sse_events(
-    client: httpx.AsyncClient, path: str, token: str, until: str, **params: str
+    client: httpx.AsyncClient,
+    path: str,
+    token: str,
+    until: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **params: str,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(id, event) pairs from the session's SSE up to and including type ``until``.
 
     Leaving is a cancellation of the read, which unwinds httpx's chain of body
     generators (closing only the outer one would leave the others to the GC)."""
     found: list[tuple[str, dict[str, Any]]] = []
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = headers or {"Authorization": f"Bearer {token}"}
     with trio.fail_after(60), trio.CancelScope() as done:
         async with client.stream("GET", path, headers=headers, params=params) as response:
             assert response.status_code == 200
