@@ -319,6 +319,7 @@ class Orchestrator:
         self._registry: ActorRef | None = None
         self._signer: TokenSigner | None = None
         self._hook_lock = trio.Lock()
+        self._rooms_lock = trio.Lock()
         self._gates: GateRegistry | None = None
         self._server_id: str | None = None
 
@@ -352,12 +353,13 @@ class Orchestrator:
             for info in await self.sessions():
                 if info.get("status") == "running":
                     await self._gates.restore(str(info["id"]))
-            # Open rooms are rebuilt from their streams (their message gates included).
+            # Open rooms are rebuilt from their streams, with the message gates of their
+            # participants (which wait on the room, whatever their sessions' status).
             for room in await self.rooms():
                 if room.get("state", "active") == "active":
-                    await self._spawn_router(
-                        str(room["id"]), str(room["name"]), RoomConfig(), restore=True
-                    )
+                    for seat in room.get("sessions", []):
+                        await self._gates.restore(str(seat["sessionId"]))
+                    await self._restore_router(room)
         except BaseException:
             await stack.aclose()
             raise
@@ -642,9 +644,11 @@ class Orchestrator:
     async def _room_ask(self, room_id: str, msg: object) -> Any:
         actor = self._room_actor(room_id)
         if actor is None:
-            if await self.room_info(room_id) is None:
+            info = await self.room_info(room_id)
+            if info is None:
                 raise OrchestratorError("Room not found", 404)
-            raise OrchestratorError("The room is closed", 409)
+            async with self._rooms_lock:  # a closed room's router, on demand
+                actor = self._room_actor(room_id) or await self._restore_router(info)
         try:
             return await actor.ask(msg, timeout=180)
         except Refused as exc:
@@ -675,6 +679,14 @@ class Orchestrator:
         if info is None:
             return False
         return self.signer.check(Purpose.ROOM, f"{room_id}:{info.get('epoch', 0)}", token)
+
+    async def _restore_router(self, room: dict[str, Any]) -> ActorRef:
+        """A room's router rebuilt from its stream (closed rooms too: they answer for
+        their state, and do nothing else)."""
+        await self._spawn_router(str(room["id"]), str(room["name"]), RoomConfig(), restore=True)
+        found = self._room_actor(str(room["id"]))
+        assert found is not None
+        return found
 
     async def _spawn_router(self, room_id: str, name: str, config: RoomConfig, **kw: Any) -> None:
         assert self._system is not None
@@ -767,10 +779,7 @@ class Orchestrator:
         info = await self.room_info(room_id)
         if info is None:
             raise OrchestratorError("Room not found", 404)
-        actor = self._room_actor(room_id)
-        if actor is None:
-            raise OrchestratorError("Room not found", 404)
-        state: dict[str, Any] = await actor.ask(rooms.GetState(), timeout=60)
+        state: dict[str, Any] = await self._room_ask(room_id, rooms.GetState())
         state["code"] = info["code"]
         return state
 

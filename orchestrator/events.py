@@ -319,6 +319,7 @@ class AgentActivity(Event):
     event_type: str = attrs.field(alias="eventType")
     text: str
     gate_data: dict[str, Any] | None = attrs.field(default=None, alias="gateData")
+    metadata: dict[str, Any] | None = None  # {sessionId, offset}: how far it was read
 
 
 @attrs.frozen(kw_only=True)

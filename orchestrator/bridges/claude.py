@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import replace
@@ -100,22 +101,10 @@ class SandboxTransport(Transport):
         async with self._write_lock:
             await self._process.write(data.encode("utf-8"))
 
-    async def read_messages(self) -> AsyncIterator[dict[str, Any]]:
+    def read_messages(self) -> AsyncIterator[dict[str, Any]]:
         if self._process is None:
             raise SandboxError("connect() first")
-        pending = b""
-        async for chunk in self._process.stdout():
-            pending += chunk
-            if len(pending) > MAX_LINE_BYTES:
-                raise SandboxError(f"a line of Claude Code's output is over {MAX_LINE_BYTES} B")
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                message = self._parse(line)
-                if message is not None:
-                    yield message
-        message = self._parse(pending)
-        if message is not None:
-            yield message
+        return _JsonLines(self._process.stdout(), self._parse)
 
     @staticmethod
     def _parse(line: bytes) -> dict[str, Any] | None:
@@ -143,6 +132,48 @@ class SandboxTransport(Transport):
     async def end_input(self) -> None:
         if self._process is not None:
             await self._process.close_stdin()
+
+
+class _JsonLines:
+    """The JSON objects of a byte stream's lines. Not an async generator: the SDK may
+    drop it unfinished when a session is cancelled mid-turn, and an iterator object
+    leaves nothing to finalize (a generator would be reported by trio's finalizer)."""
+
+    def __init__(
+        self, chunks: AsyncIterator[bytes], parse: Callable[[bytes], dict[str, Any] | None]
+    ) -> None:
+        self._chunks = chunks
+        self._parse = parse
+        self._pending = b""
+        self._ready: deque[dict[str, Any]] = deque()
+        self._done = False
+
+    def __aiter__(self) -> _JsonLines:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while not self._ready:
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                self._done = True
+                self._take([self._pending])
+                self._pending = b""
+                continue
+            self._pending += chunk
+            if len(self._pending) > MAX_LINE_BYTES:
+                raise SandboxError(f"a line of Claude Code's output is over {MAX_LINE_BYTES} B")
+            *lines, self._pending = self._pending.split(b"\n")
+            self._take(lines)
+        return self._ready.popleft()
+
+    def _take(self, lines: list[bytes]) -> None:
+        for line in lines:
+            message = self._parse(line)
+            if message is not None:
+                self._ready.append(message)
 
 
 EventSink = Callable[[ev.Event], Awaitable[None]]

@@ -280,9 +280,9 @@ class RoomRouterActor(Actor):
                 )
             )
         if self.state == "active":
+            await self._adopt_gates()
             for participant in self.participants.values():
                 self._start_tail(participant)
-            await self._adopt_gates()
         self.ctx.nursery.start_soon(self._ticker)
 
     async def _replay(self) -> None:
@@ -317,6 +317,8 @@ class RoomRouterActor(Actor):
             )
         elif isinstance(event, ev.ParticipantLeft):
             self.participants.pop(event.participant_id, None)
+        elif isinstance(event, ev.AgentActivity):
+            self._read_to(event.metadata)
         elif isinstance(event, ev.AgentMessage):
             meta = event.metadata or {}
             if event.sender != SYSTEM:
@@ -324,14 +326,19 @@ class RoomRouterActor(Actor):
             if isinstance(meta.get("round"), int):
                 self.round_count = max(self.round_count, meta["round"])
                 self._detector.observe(event.sender, event.to, event.body)
-                found = self.participants.get(str(meta.get("sessionId")))
-                if found is not None and isinstance(meta.get("offset"), str):
-                    found.offset = meta["offset"]
+                self._read_to(meta)
         elif isinstance(event, ev.RoomSettings):
             self.auto_iterate = event.auto_iterate
         elif isinstance(event, ev.RoomClosed):
             self.state = "closed"
             self.stop_reason = event.reason
+
+    def _read_to(self, metadata: dict[str, Any] | None) -> None:
+        """A record says how far a participant's stream was read."""
+        meta = metadata or {}
+        found = self.participants.get(str(meta.get("sessionId")))
+        if found is not None and isinstance(meta.get("offset"), str):
+            found.offset = meta["offset"]
 
     async def _adopt_gates(self) -> None:
         """Wait again on this room's message gates that a restart re-issued."""
@@ -348,6 +355,7 @@ class RoomRouterActor(Actor):
                     str(request.get("offset", participant.offset)),
                     request.get("stuck"),
                 )
+                participant.offset = outgoing.offset  # what came after it is read again
                 self._gated.add(participant.session_id)
                 self.ctx.nursery.start_soon(self._await_gate, outgoing, gate)
 
@@ -499,15 +507,7 @@ class RoomRouterActor(Actor):
         record = msg.record
         kind = record.get("type")
         if kind == "assistant_message" and record.get("source") == "agent":
-            text = str(record.get("text", ""))
-            participant.texts.append(text)
-            others = [p.name for p in self.participants.values() if p is not participant]
-            if parse_room_message(text, others) is None:
-                await self._append(
-                    ev.AgentActivity(
-                        sender=participant.name, eventType="assistant_message", text=text
-                    )
-                )
+            participant.texts.append(str(record.get("text", "")))
         elif kind == "ask_user_question":
             await self._append(
                 ev.AgentActivity(
@@ -537,15 +537,36 @@ class RoomRouterActor(Actor):
             await self._turn_ended(participant, texts, msg.offset)
 
     async def _turn_ended(self, participant: Participant, texts: list[str], offset: str) -> None:
-        """One message per turn: the last directive of the turn's text blocks."""
+        """One message per turn: the last directive of the turn's text blocks. The
+        other blocks are activity for observers. The last record the turn makes says
+        how far the participant's stream was read (what a restart resumes from),
+        unless a message of the sender is held: then the held one says it."""
         others = [p.name for p in self.participants.values() if p is not participant]
         found: RoomMessage | None = None
+        chatter = []
         for text in texts:
-            found = parse_room_message(text, others) or found
+            parsed = parse_room_message(text, others)
+            if parsed is None:
+                chatter.append(text)
+            else:
+                found = parsed
+        held = participant.session_id in self._gated
+        for index, text in enumerate(chatter):
+            mark = found is None and not held and index == len(chatter) - 1
+            await self._append(
+                ev.AgentActivity(
+                    sender=participant.name,
+                    eventType="assistant_message",
+                    text=text,
+                    metadata={"sessionId": participant.session_id, "offset": offset}
+                    if mark
+                    else None,
+                )
+            )
         if found is None:
             return
         outgoing = _Outgoing(participant.session_id, participant.name, found, offset)
-        if participant.session_id in self._gated:
+        if held:
             self._outbox.setdefault(participant.session_id, deque()).append(outgoing)
             return
         await self._route(outgoing)
@@ -617,6 +638,15 @@ class RoomRouterActor(Actor):
                     self._detector.reset()  # a person said go on
                 self._touch()
                 await self._send(outgoing.session_id, outgoing.name, message, outgoing.offset)
+            else:
+                await self._append(
+                    ev.AgentActivity(
+                        sender=outgoing.name,
+                        eventType="message_dropped",
+                        text=message.body,
+                        metadata={"sessionId": outgoing.session_id, "offset": outgoing.offset},
+                    )
+                )
         # the sender's messages held behind the gate go on, in order
         held = self._outbox.get(outgoing.session_id)
         while held and outgoing.session_id not in self._gated and self.state == "active":

@@ -10,8 +10,9 @@ from typing import Any, Literal
 import pytest
 import trio
 
-from orchestrator.core import OrchestratorError, Session, bundled_claude_cli
-from orchestrator.models import Turn, Usage
+from orchestrator.config import Settings
+from orchestrator.core import Orchestrator, OrchestratorError, Session, bundled_claude_cli
+from orchestrator.models import Turn, Usage, open_model_server
 from orchestrator.rooms.stuck import StuckPolicy
 from orchestrator.sandboxes.local import LocalProvider
 
@@ -21,6 +22,7 @@ from .support import (
     ended,
     messages,
     prompts_of,
+    room_script,
     room_until,
     scripted_room,
     wait_status,
@@ -47,7 +49,7 @@ async def test_two_agents_talk_until_the_round_limit(tmp_path: Path) -> None:
             ("alice", "bob", "three"),
         ]
         assert items[-1].raw["reason"] == "max_rounds"
-        rounds = [i.raw["metadata"]["round"] for i in items if i.raw.get("metadata")]
+        rounds = [i.raw["metadata"]["round"] for i in items if i.event.type == "agent_message"]
         assert rounds == [1, 2, 3]
         # the last message was shown to bob, but gave him no turn
         assert await prompts_of(bob) == [
@@ -222,3 +224,76 @@ async def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
         assert [p["name"] for p in state["participants"]] == ["bob"]
         await room.close()
         await ended(bob)
+
+
+async def test_a_room_is_rebuilt_from_its_stream_after_a_restart(tmp_path: Path) -> None:
+    agents = {"alice": [READY, "@bob one"], "bob": [READY, "@alice GATE: may I go on?"]}
+    async with open_model_server(room_script(agents)) as models:
+        settings = Settings(data_dir=tmp_path, anthropic_base_url=models.base_url)
+        async with Orchestrator(settings, provider=local(tmp_path)) as orch:
+            room = await orch.create_room("durable", max_rounds=5, idle_timeout=None)
+            bob = await room.add_agent("bob", api_key="bob", role="reviewer")
+            await room.add_agent("alice", api_key="alice", initial_prompt="Go.")
+            gate = await outbound_gate(bob)
+            assert (await room.state())["roundCount"] == 1
+        # the server stopped (its sessions with it) while bob's message waited at its gate
+        async with Orchestrator(settings, provider=local(tmp_path)) as again:
+            restored = again.room(room.id)
+            state = await restored.state()
+            assert state["state"] == "active"
+            assert state["roundCount"] == 1
+            assert state["maxRounds"] == 5
+            assert [(p["name"], p["role"]) for p in state["participants"]] == [
+                ("bob", "reviewer"),
+                ("alice", None),
+            ]
+            assert not any(p["live"] for p in state["participants"])
+            # the held message's gate came back, and answering it routes the message
+            await again.gates.resolve(bob.id, gate["gateId"], {"action": "approve"})
+            items = await room_until(
+                restored, lambda i: i.event.type == "agent_message" and i.raw["from"] == "bob"
+            )
+            assert items[-1].raw["body"] == "GATE: may I go on?"
+            assert items[-1].raw["metadata"]["round"] == 2
+            # nothing was read twice: one activity for each agent's first turn, and the
+            # gate was not opened again
+            activity = [i.raw["from"] for i in items if i.event.type == "agent_activity"]
+            assert sorted(activity) == ["alice", "bob"]
+            gates = [i async for i in bob.events(follow=False) if i.event.type == "gate_opened"]
+            assert len(gates) == 1
+            assert await restored.close()
+        async with Orchestrator(settings, provider=local(tmp_path)) as third:
+            state = await third.room_state(room.id)
+            assert (state["state"], state["stopReason"]) == ("closed", "closed_by_human")
+
+
+async def test_an_existing_session_joins_and_is_left_running(tmp_path: Path) -> None:
+    agents = {"dave": ["Hello.", "@bob hi from dave"], "bob": [READY, "Thanks."]}
+    async with scripted_room(agents, tmp_path, local(tmp_path)) as (models, orch):
+        dave = await orch.create_session("say hello", freeform=True, api_key="dave")
+        await wait_status(dave, "complete")
+        room = await orch.create_room("mixed", idle_timeout=None)
+        bob = await room.add_agent("bob", api_key="bob")
+        await room.add_session(dave.id, "dave", initial_prompt="Say hi to bob.")
+        items = await room_until(room, lambda i: i.raw.get("from") == "dave")
+        assert messages(items) == [("dave", "bob", "hi from dave")]
+        dave_turns = [r.user_text() for r in models.main_requests() if r.agent == "dave"]
+        assert "Say hi to bob." in dave_turns[1]
+        assert "bob" in dave_turns[1]  # the roster
+        # a person takes over the delivery
+        assert not await room.set_auto_iterate(False)
+        await room.post("pat", "just so you know", to="bob")
+        await wait_until(lambda: len([r for r in models.main_requests() if r.agent == "bob"]) == 2)
+        await trio.sleep(0.3)
+        assert len([r for r in models.main_requests() if r.agent == "bob"]) == 2
+        await room.deliver("pat", "now act", to="bob")
+        await wait_until(lambda: len([r for r in models.main_requests() if r.agent == "bob"]) == 3)
+        bob_turns = [r.user_text() for r in models.main_requests() if r.agent == "bob"]
+        assert "Message from pat:\n\nnow act" in bob_turns[2]
+        assert await room.close()
+        await ended(bob)
+        # dave came with his own session: the room does not end it
+        assert (await dave.info()).get("ended") is None
+        assert await orch.sandbox_of(dave.id) is not None
+        with pytest.raises(OrchestratorError):
+            await room.add_session(dave.id, "dave2")
