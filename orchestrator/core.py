@@ -263,6 +263,10 @@ class Room:
         await self._orch._room_participant(self.id, session_id)
         await self._orch._room_ask(self.id, rooms.IterateParticipant(session_id, request))
 
+    async def resume_fork(self) -> None:
+        """A forked room goes on: its last message is given again to its recipients."""
+        await self._orch._room_ask(self.id, rooms.ResumeFork())
+
     async def set_auto_iterate(self, enabled: bool) -> bool:
         found: bool = await self._orch._room_ask(self.id, rooms.SetAutoIterate(enabled))
         return found
@@ -460,6 +464,7 @@ class Orchestrator:
         prompt: str | None = None,
         follow_ups: tuple[str, ...] = (),
         extra_info: dict[str, Any] | None = None,
+        hold: bool = False,
     ) -> Session:
         settings = self.settings
         if freeform and settings.production and agent_name is None:
@@ -502,6 +507,7 @@ class Orchestrator:
             files=files or {},
             prompt=prompt,
             follow_ups=follow_ups,
+            hold=hold,
         )
         info = {
             "id": session_id,
@@ -712,7 +718,9 @@ class Orchestrator:
         gate_messages: bool = False,
         idle_timeout: float | None = 600.0,
         auto_iterate: bool = True,
+        turn_taking: bool = False,
         room_id: str | None = None,
+        history: tuple[ev.AgentMessage, ...] = (),
     ) -> Room:
         """A new room (its router and stream). ``max_cost_usd`` defaults to the
         server's room budget; ``idle_timeout`` None never closes it for idleness."""
@@ -731,6 +739,7 @@ class Orchestrator:
             gate_messages=gate_messages,
             idle_timeout=idle_timeout,
             auto_iterate=auto_iterate,
+            turn_taking=turn_taking,
         )
         room_id = room_id or str(uuid.uuid4())
         info = {
@@ -742,9 +751,10 @@ class Orchestrator:
             "epoch": 0,
             "state": "active",
             "sessions": [],
+            "settings": config.to_json(),
         }
         await self.registry.ask(RegisterRoom(info))
-        await self._spawn_router(room_id, name, config)
+        await self._spawn_router(room_id, name, config, history=history)
         return Room(self, room_id)
 
     async def join_room(self, room_id: str, code: str) -> dict[str, Any]:
@@ -863,9 +873,9 @@ class Orchestrator:
         )
         if description is not None:
             files.pop("CLAUDE.md", None)  # the create-app CLAUDE.md stays
-        prompts = follow_ups + (
-            (initial_prompt,) if initial_prompt and initial_prompt.strip() else ()
-        )
+        initial = initial_prompt if initial_prompt and initial_prompt.strip() else None
+        # a turn-taking room gives every turn itself, the first included
+        held = bool(info.get("settings", {}).get("turnTaking"))
         session = await self._create(
             session_id,
             description or f"Room agent: {agent_name} ({role or 'participant'})",
@@ -877,12 +887,21 @@ class Orchestrator:
             agent_name=agent_name,
             files=files,
             prompt=context,
-            follow_ups=prompts,
+            follow_ups=follow_ups + ((initial,) if initial and not held else ()),
+            hold=held,
             extra_info={"roomId": room_id, "participantName": agent_name, "role": role},
         )
         try:
             await self._room_ask(
-                room_id, rooms.AddParticipant(session_id, agent_name, role, owned=True)
+                room_id,
+                rooms.AddParticipant(
+                    session_id,
+                    agent_name,
+                    role,
+                    owned=True,
+                    held=held,
+                    initial_prompt=initial if held else None,
+                ),
             )
         except OrchestratorError:
             await self.delete_session(session_id)

@@ -77,8 +77,11 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
             idle = _number(body, "idleTimeoutSeconds")
         auto = body.get("autoIterate", True)
         gated = body.get("gateMessages", False)
-        if not isinstance(auto, bool) or not isinstance(gated, bool):
-            raise OrchestratorError("Validation failed: autoIterate and gateMessages are booleans")
+        turns = body.get("turnTaking", False)
+        if not all(isinstance(flag, bool) for flag in (auto, gated, turns)):
+            raise OrchestratorError(
+                "Validation failed: autoIterate, gateMessages and turnTaking are booleans"
+            )
         try:
             stuck = StuckPolicy.from_json(body.get("stuck"))
         except ValueError as exc:
@@ -91,6 +94,7 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
             gate_messages=gated,
             idle_timeout=idle,
             auto_iterate=auto,
+            turn_taking=turns,
         )
         info = await orch.room_info(room.id)
         assert info is not None

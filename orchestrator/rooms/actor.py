@@ -41,7 +41,7 @@ from transport import AppendRequest, CreateRequest, Store, StreamNotFound
 
 from .. import events as ev
 from ..gates import Gate, GateClosed, GateExists, GateRegistry
-from ..sessions.actor import Busy, Deliver, Finish, Iterate, session_stream
+from ..sessions.actor import Busy, Deliver, Finish, Iterate, Release, session_stream
 from ..sessions.registry import UpdateRoom
 from .parser import RoomMessage, parse_room_message
 from .stuck import StuckDetector, StuckPolicy
@@ -56,6 +56,7 @@ __all__ = [
     "Notice",
     "PostMessage",
     "RemoveParticipant",
+    "ResumeFork",
     "RoomConfig",
     "RoomRouterActor",
     "SetAutoIterate",
@@ -89,6 +90,9 @@ class RoomConfig:
     gate_messages: bool = False  # every agent message waits at an outbound gate
     idle_timeout: float | None = 600.0  # seconds of all-idle before all_idle; None: never
     auto_iterate: bool = True
+    # One agent's turn at a time, in the order the router scheduled them: with
+    # deterministic agents (a scripted model), every run gives the same transcript.
+    turn_taking: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +102,7 @@ class RoomConfig:
             "gateMessages": self.gate_messages,
             "idleTimeoutSeconds": self.idle_timeout,
             "autoIterate": self.auto_iterate,
+            "turnTaking": self.turn_taking,
         }
 
     @classmethod
@@ -111,6 +116,7 @@ class RoomConfig:
             gate_messages=bool(data.get("gateMessages", False)),
             idle_timeout=None if idle is None else float(idle),
             auto_iterate=bool(data.get("autoIterate", True)),
+            turn_taking=bool(data.get("turnTaking", False)),
         )
 
 
@@ -152,6 +158,8 @@ class AddParticipant:
     role: str | None = None
     owned: bool = True
     offset: str = "-1"  # where to start reading its stream
+    held: bool = False  # its first turn waits for the router (turn-taking rooms)
+    initial_prompt: str | None = None  # a turn of its own after the first
 
 
 @attrs.frozen
@@ -215,6 +223,22 @@ class GetContext:
 
 
 @attrs.frozen
+class ResumeFork:
+    """Continue a forked room: the last message of its history is given again to its
+    recipients (now that they are in the room)."""
+
+
+@attrs.frozen
+class _Scheduled:
+    """A turn a turn-taking room gives when no other turn runs."""
+
+    session_id: str
+    kind: str  # "release" | "prompt" | "deliver"
+    body: str = ""
+    sender: str = ""
+
+
+@attrs.frozen
 class _Output:
     session_id: str
     record: dict[str, Any]
@@ -244,6 +268,7 @@ class RoomRouterActor(Actor):
     restore: bool = False
     created_by: str = "human"
     clock: Callable[[], float] = trio.current_time
+    history: tuple[ev.AgentMessage, ...] = ()  # a fork's conversation so far
 
     state: str = "active"
     stop_reason: str | None = None
@@ -255,6 +280,8 @@ class RoomRouterActor(Actor):
     _outbox: dict[str, deque[_Outgoing]] = attrs.field(factory=dict)  # sender -> held
     _gated: set[str] = attrs.field(factory=set)  # senders with a message at a gate
     _last_activity: float = 0.0
+    _schedule: deque[_Scheduled] = attrs.field(factory=deque)  # turn-taking rooms
+    _in_flight: str | None = None  # the session whose scheduled turn runs
 
     mailbox_size = 1024
 
@@ -279,6 +306,9 @@ class RoomRouterActor(Actor):
                     name=self.name, createdBy=self.created_by, settings=self.config.to_json()
                 )
             )
+            for message in self.history:
+                await self._append(message)
+                self._apply(message)
         if self.state == "active":
             await self._adopt_gates()
             for participant in self.participants.values():
@@ -399,7 +429,17 @@ class RoomRouterActor(Actor):
             if ref is None:
                 raise Refused("the session is not running")
             self._touch()
-            await ref.ask(Iterate(msg.request), timeout=ASK_TIMEOUT)
+            if self.config.turn_taking:
+                self._schedule.append(_Scheduled(msg.session_id, "prompt", msg.request))
+                await self._pump()
+            else:
+                await ref.ask(Iterate(msg.request), timeout=ASK_TIMEOUT)
+        elif isinstance(msg, ResumeFork):
+            self._check_active()
+            last = self.history[-1] if self.history else None
+            if last is not None:
+                recipients = self._recipients(last.sender, last.to)
+                await self._deliver(recipients, last.sender, last.body, iterate=True)
         elif isinstance(msg, SetAutoIterate):
             if msg.enabled != self.auto_iterate:
                 await self._append(ev.RoomSettings(autoIterate=msg.enabled))
@@ -459,6 +499,11 @@ class RoomRouterActor(Actor):
         await self._deliver(others, SYSTEM, notice, iterate=False)
         self._start_tail(participant)
         self._touch()
+        if msg.held:
+            self._schedule.append(_Scheduled(msg.session_id, "release"))
+        if msg.initial_prompt:
+            self._schedule.append(_Scheduled(msg.session_id, "prompt", msg.initial_prompt))
+        await self._pump()
 
     async def _remove(self, session_id: str, reason: str) -> None:
         participant = self.participants.pop(session_id, None)
@@ -532,9 +577,12 @@ class RoomRouterActor(Actor):
                     SYSTEM,
                     f"The room spent ${spent} of its ${self.config.max_cost_usd} budget",
                 )
-        elif kind == "session_end":
+        elif kind == "session_end" or _failed(record):
             texts, participant.texts = participant.texts, []
             await self._turn_ended(participant, texts, msg.offset)
+            if self._in_flight == participant.session_id:
+                self._in_flight = None
+            await self._pump()
 
     async def _turn_ended(self, participant: Participant, texts: list[str], offset: str) -> None:
         """One message per turn: the last directive of the turn's text blocks. The
@@ -700,6 +748,11 @@ class RoomRouterActor(Actor):
         show: bool = True,
     ) -> None:
         for recipient in recipients:
+            if iterate and self.config.turn_taking:
+                kind = "deliver" if show else "prompt"
+                body_ = body if show else f"Message from {sender}:\n\n{body}"
+                self._schedule.append(_Scheduled(recipient.session_id, kind, body_, sender))
+                continue
             ref = self._ref(recipient.session_id)
             if ref is None:
                 continue
@@ -711,6 +764,27 @@ class RoomRouterActor(Actor):
             except (Refused, ActorStopped, TimeoutError) as exc:
                 logger.info("room %s: %s was not told: %s", self.room_id, recipient.name, exc)
 
+    async def _pump(self) -> None:
+        """Turn-taking: give the next scheduled turn when none runs."""
+        while self.state == "active" and self._in_flight is None and self._schedule:
+            turn = self._schedule.popleft()
+            ref = self._ref(turn.session_id)
+            if ref is None or turn.session_id not in self.participants:
+                continue
+            msg: object
+            if turn.kind == "release":
+                msg = Release()
+            elif turn.kind == "deliver":
+                msg = Deliver(turn.sender, turn.body, iterate=True)
+            else:
+                msg = Iterate(turn.body)
+            try:
+                await ref.ask(msg, timeout=ASK_TIMEOUT)
+            except (Refused, ActorStopped, TimeoutError) as exc:
+                logger.info("room %s: a turn was not given: %s", self.room_id, exc)
+                continue
+            self._in_flight = turn.session_id
+
     # -- closing -----------------------------------------------------------------------
 
     def _total_cost(self) -> float:
@@ -720,7 +794,12 @@ class RoomRouterActor(Actor):
         timeout = self.config.idle_timeout
         if self.state != "active" or timeout is None or not self.participants:
             return
+        if self._in_flight is not None and self._ref(self._in_flight) is None:
+            self._in_flight = None  # its session is gone
+            await self._pump()
         if self._gated or self._outbox or self.clock() - self._last_activity < timeout:
+            return
+        if self.config.turn_taking and (self._in_flight is not None or self._schedule):
             return
         for participant in self.participants.values():
             ref = self._ref(participant.session_id)
@@ -763,6 +842,7 @@ class RoomRouterActor(Actor):
                     except GateClosed:
                         pass
         self._outbox.clear()
+        self._schedule.clear()
         owned = [p for p in self.participants.values() if p.owned]
         why = f"The room closed ({reason})" + (f": {summary}" if summary else "")
         async with trio.open_nursery() as nursery:
@@ -820,4 +900,11 @@ class RoomRouterActor(Actor):
         await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
 
 
-_WATCHED = frozenset({"assistant_message", "session_end", "cost_update", "ask_user_question"})
+_WATCHED = frozenset(
+    {"assistant_message", "session_end", "cost_update", "ask_user_question", "log"}
+)
+
+
+def _failed(record: dict[str, Any]) -> bool:
+    """A session's run ended without a ``session_end`` (it failed)."""
+    return record.get("type") == "log" and record.get("level") == "error"

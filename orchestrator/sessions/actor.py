@@ -47,6 +47,7 @@ __all__ = [
     "GetSandbox",
     "Interrupt",
     "Iterate",
+    "Release",
     "SessionActor",
     "SessionConfig",
     "session_stream",
@@ -118,6 +119,8 @@ class SessionConfig:
     files: Mapping[str, bytes] = attrs.field(factory=dict)
     prompt: str | None = None
     follow_ups: tuple[str, ...] = ()
+    # Held: the first turn waits for Release (a turn-taking room schedules every turn).
+    hold: bool = False
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -167,6 +170,11 @@ class Finish:
 
 
 @attrs.frozen
+class Release:
+    """Give a held session its first turn."""
+
+
+@attrs.frozen
 class Busy:
     """Whether the agent has a turn running or queued (or is still starting)."""
 
@@ -213,6 +221,7 @@ class SessionActor(Actor):
     _prompts: trio.MemorySendChannel[str] | None = None
     _ended: bool = False
     _turns_pending: int = 1  # the first prompt, from the start
+    _released: bool = False
 
     mailbox_size = 256
     stop_timeout = 5.0
@@ -228,13 +237,22 @@ class SessionActor(Actor):
 
     async def on_start(self) -> None:
         await self.store.create(self.path, CreateRequest(content_type=JSON))
-        await self._emit(ev.UserPrompt(message=self.config.prompt or self.config.description))
         send, receive = trio.open_memory_channel[str](64)
         self._prompts = send
+        if self.config.hold:
+            self._turns_pending = 0
+        else:
+            await self._emit(ev.UserPrompt(message=self._first_prompt()))
         for follow_up in self.config.follow_ups:
             send.send_nowait(follow_up)
             self._turns_pending += 1
         self.ctx.nursery.start_soon(self._run, receive)
+
+    def _first_prompt(self) -> str:
+        config = self.config
+        return config.prompt or (
+            config.description if config.freeform else f"/create-app {config.description}"
+        )
 
     async def on_stop(self) -> None:
         await self._teardown()
@@ -266,6 +284,11 @@ class SessionActor(Actor):
             return self.sandbox
         elif isinstance(msg, Deliver):
             await self._deliver(msg)
+        elif isinstance(msg, Release):
+            if self._released or not self.config.hold:
+                raise Refused("the session's first turn was already given")
+            self._released = True
+            await self._iterate(self._first_prompt())
         elif isinstance(msg, Busy):
             return not self._ended and self._turns_pending > 0
         elif isinstance(msg, Finish):
@@ -499,9 +522,14 @@ class SessionActor(Actor):
             await workspace.prepare(sandbox, config.project_name, config.description)
             await self._report(_Emit(ev.Log(level="system", message="Project ready"), "server"))
         await workspace.write_files(sandbox, config.files)
-        prompt = config.prompt or (
-            config.description if config.freeform else f"/create-app {config.description}"
-        )
+        # a held session's first turn is the first prompt it is given (Release)
+        if config.hold:
+            try:
+                prompt = await prompts.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return  # ended before its first turn
+        else:
+            prompt = self._first_prompt()
         tools = config.allowed_tools or (PRODUCTION_TOOLS if config.production else DEFAULT_TOOLS)
         if config.tool_policy is None or self.gates is None:
             options = ClaudeAgentOptions(

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from orchestrator.config import Settings
-from orchestrator.core import Orchestrator, OrchestratorError, Session, bundled_claude_cli
+from orchestrator.core import Orchestrator, OrchestratorError, Room, Session, bundled_claude_cli
 from orchestrator.models import Turn, Usage, open_model_server
 from orchestrator.rooms.stuck import StuckPolicy
 from orchestrator.sandboxes.local import LocalProvider
@@ -297,3 +297,39 @@ async def test_an_existing_session_joins_and_is_left_running(tmp_path: Path) -> 
         assert await orch.sandbox_of(dave.id) is not None
         with pytest.raises(OrchestratorError):
             await room.add_session(dave.id, "dave2")
+
+
+async def transcript(room: Room) -> list[tuple[str, str | None, str]]:
+    return messages([i async for i in room.events(follow=False)])
+
+
+async def test_a_turn_taking_room_gives_one_turn_at_a_time(tmp_path: Path) -> None:
+    agents = {
+        "alice": [READY, "@room go", "All answered."],
+        "bob": [READY, "@alice from bob"],
+        "carol": [READY, "@alice from carol"],
+    }
+    runs = []
+    for run in range(2):
+        data = tmp_path / f"run{run}"
+        async with scripted_room(agents, data, local(data)) as (models, orch):
+            room = await orch.create_room("turns", turn_taking=True, idle_timeout=0.5)
+            for name in ("bob", "carol"):
+                await room.add_agent(name, api_key=name)
+            await room.add_agent("alice", api_key="alice", initial_prompt="Start.")
+            items = await room_until(room, closed)
+            assert items[-1].raw["reason"] == "all_idle"
+            runs.append(await transcript(room))
+            # never two turns at once: each request came after the previous answer
+            # (the model server saw the agents' main requests strictly one by one)
+            order = [r.agent for r in models.main_requests()]
+            assert order == ["bob", "carol", "alice", "alice", "bob", "carol", "alice", "alice"]
+    assert (
+        runs[0]
+        == runs[1]
+        == [
+            ("alice", None, "go"),
+            ("bob", "alice", "from bob"),
+            ("carol", "alice", "from carol"),
+        ]
+    )
