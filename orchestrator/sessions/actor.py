@@ -191,6 +191,7 @@ class _Emit:
 @attrs.frozen
 class _Cost:
     amount: float
+    total: float  # the meter's total when it was metered (it moves on meanwhile)
 
 
 @attrs.frozen
@@ -263,7 +264,7 @@ class SessionActor(Actor):
         if isinstance(msg, _Emit):
             await self._emit(msg.event, msg.source)
         elif isinstance(msg, _Cost):
-            await self._cost(msg.amount)
+            await self._cost(msg.amount, msg.total)
         elif isinstance(msg, _TurnDone):
             await self._turn_done(msg)
         elif isinstance(msg, _Failed):
@@ -323,10 +324,9 @@ class SessionActor(Actor):
         self._turns_pending += 1
         await self._set_status("running")
 
-    async def _cost(self, amount: float) -> None:
-        await self._emit(
-            ev.CostUpdate(cost_usd=round(amount, 6), total_usd=round(self.meter.total, 6))
-        )
+    async def _cost(self, amount: float, total: float | None = None) -> None:
+        total = self.meter.total if total is None else total
+        await self._emit(ev.CostUpdate(cost_usd=round(amount, 6), total_usd=round(total, 6)))
         if self.meter.total > self.config.budget_usd and not self._ended:
             await self._emit(
                 ev.BudgetExceeded(
@@ -558,7 +558,7 @@ class SessionActor(Actor):
             await self._report(_Emit(event, "agent"))
 
         async def on_cost(amount: float) -> None:
-            await self._report(_Cost(amount))
+            await self._report(_Cost(amount, self.meter.total))
 
         await self._report(
             _Emit(ev.Log(level="build", message=f"Running: claude {prompt!r}"), "server")
