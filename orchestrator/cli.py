@@ -17,6 +17,8 @@ from orchestrator import events as ev
 from orchestrator.api.app import create_api
 from orchestrator.config import ConfigError, Settings
 from orchestrator.core import EventItem, Orchestrator
+from orchestrator.experiments import cli as experiments_cli
+from orchestrator.models import Script, ScriptError, serve_models_until_signalled
 from orchestrator.tokens import Purpose
 from transport import (
     DiskStore,
@@ -61,6 +63,19 @@ def _add_streams(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="turn off the webhook and pull-wake subscription APIs under /v1/stream/__ds/ "
         "(on by default when the 'cryptography' package is installed)",
     )
+
+
+def _add_model_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    models = commands.add_parser(
+        "model-server",
+        help="run the scripted model server (Anthropic Messages and OpenAI Responses APIs)",
+        description="Answer model API requests from a JSON script (orchestrator.models): "
+        "POST /v1/messages (Claude Code) and POST /v1/responses (Codex) on one port; "
+        "the agent is named by its API key.",
+    )
+    models.add_argument("--script", type=Path, required=True, help="the JSON script file")
+    models.add_argument("--host", default="127.0.0.1")
+    models.add_argument("--port", type=int, default=0, help="0: any free port (default)")
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_streams(commands)
     _add_serve(commands)
     _add_run(commands)
+    _add_model_server(commands)
+    experiments_cli.add_parser(commands)
     return parser
 
 
@@ -185,6 +202,27 @@ async def run_serve(args: argparse.Namespace) -> None:
             )
 
 
+def run_model_server(args: argparse.Namespace) -> int:
+    try:
+        script = Script.load(args.script)
+    except (OSError, ScriptError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(binds: list[str]) -> None:
+        url = binds[0]
+        print(
+            f"model-server: listening on {' '.join(binds)} (script {args.script}; "
+            f"Anthropic Messages at {url}/v1/messages, OpenAI Responses at {url}/v1/responses)",
+            flush=True,
+        )
+
+    trio.run(
+        lambda: serve_models_until_signalled(script, host=args.host, port=args.port, on_ready=ready)
+    )
+    return 0
+
+
 def _describe(item: EventItem) -> str | None:
     event = item.event
     if isinstance(event, ev.Log):
@@ -235,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         trio.run(run_serve, args)
     elif args.command == "run":
         return trio.run(run_one, args)
+    elif args.command == "model-server":
+        return run_model_server(args)
+    elif args.command == "experiment":
+        return experiments_cli.command(args)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Plays a :class:`Script`: a cursor per agent, and a record of every request.
 
-Provider-neutral: a dialect (Anthropic Messages, later OpenAI Responses) decides which
-requests are main-conversation ones and renders the turn; the player only hands out
-turns in order and remembers what it was asked.
+Provider-neutral: a dialect (Anthropic Messages, OpenAI Responses) decides which requests
+are main-conversation ones and renders the turn; the player only hands out turns in
+order and remembers what it was asked.
 """
 
 from __future__ import annotations
@@ -15,7 +15,19 @@ import attrs
 
 from ._script import Script, Turn
 
-__all__ = ["RecordedRequest", "RequestKind", "ScriptPlayer", "credential_of", "subagent_of"]
+__all__ = [
+    "RecordedRequest",
+    "RequestKind",
+    "ScriptPlayer",
+    "content_text",
+    "credential_of",
+    "input_items",
+    "subagent_of",
+]
+
+_MODEL_ITEMS = frozenset({"function_call", "custom_tool_call", "reasoning"})
+"""Responses ``input`` items the model made (besides assistant messages)."""
+_TOOL_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 
 
 class RequestKind(enum.Enum):
@@ -51,7 +63,8 @@ def credential_of(headers: Mapping[str, str]) -> str | None:
 
 @attrs.frozen(kw_only=True)
 class RecordedRequest:
-    """One request as received. ``headers`` have lower-case keys; ``body`` is the parsed
+    """One request as received. ``api`` is the dialect: ``"anthropic"`` (Messages) or
+    ``"openai"`` (Responses). ``headers`` have lower-case keys; ``body`` is the parsed
     JSON (``None`` when there was no body or it was not JSON). ``subagent`` is the
     ``x-claude-code-agent-id`` of a subagent's request. ``turn`` is the index of
     the scripted turn that answered a MAIN request (``None`` once the script was used
@@ -79,15 +92,47 @@ class RecordedRequest:
         return []
 
     @property
+    def input_items(self) -> list[dict[str, Any]]:
+        """The request's ``input`` items (OpenAI Responses; a string input is one user
+        message) or ``[]``."""
+        return input_items(self.body) if isinstance(self.body, dict) else []
+
+    @property
     def last_user_message(self) -> dict[str, Any] | None:
-        """The last message whose role is ``user``: newer CLIs append ``system`` messages
-        after it, so the last message is not necessarily the user's."""
-        users = [m for m in self.messages if m.get("role") == "user"]
-        return users[-1] if users else None
+        """The last message whose role is ``user`` (a Messages message, or a Responses
+        ``message`` item): newer Claude Code versions append ``system`` messages after
+        it, and Codex sends its environment context as a user message before the
+        prompt."""
+        if self.api == "openai":
+            candidates = [
+                m
+                for m in self.input_items
+                if m.get("type", "message") == "message" and m.get("role") == "user"
+            ]
+        else:
+            candidates = [m for m in self.messages if m.get("role") == "user"]
+        return candidates[-1] if candidates else None
 
     def tool_results(self) -> list[dict[str, Any]]:
-        """The ``tool_result`` blocks of the last user message: what the client reports
-        of the tools it ran."""
+        """What the client reports of the tools it ran since the model's last answer:
+        the ``tool_result`` blocks of the last user message (Anthropic), or the
+        ``function_call_output`` (and ``custom_tool_call_output``) items that follow
+        the last run of model items in ``input`` (OpenAI: the input is the whole
+        history, so the outputs of earlier steps are left out, and so are outputs before
+        a later user message)."""
+        if self.api == "openai":
+            batch: list[dict[str, Any]] = []
+            answered = False
+            for item in self.input_items:
+                kind = item.get("type", "message")
+                if kind in _TOOL_OUTPUTS:
+                    batch.append(item)
+                    answered = True
+                elif (kind in _MODEL_ITEMS or kind == "message") and (
+                    answered or item.get("role") == "user"
+                ):
+                    batch, answered = [], False
+            return batch
         message = self.last_user_message
         content = message.get("content") if message else None
         if not isinstance(content, list):
@@ -102,8 +147,24 @@ class RecordedRequest:
         return content_text(message.get("content"))
 
 
+def input_items(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``input`` of a Responses request as a list of items: a string is one user
+    message; items that are not objects are left out."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": raw}]
+    if not isinstance(raw, list):
+        return []
+    return [item for item in raw if isinstance(item, dict)]
+
+
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+
+
 def content_text(content: object) -> str:
-    """The text of a message's ``content``: a string, or its text blocks joined."""
+    """The text of a message's ``content``: a string, or its text parts joined (``text``
+    blocks of the Messages API, ``input_text`` / ``output_text`` parts of the Responses
+    API)."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -111,7 +172,7 @@ def content_text(content: object) -> str:
     return "\n".join(
         b["text"]
         for b in content
-        if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        if isinstance(b, dict) and b.get("type") in _TEXT_PARTS and isinstance(b.get("text"), str)
     )
 
 

@@ -1,7 +1,7 @@
 """What the scripted model answers: turns of text and tool calls, per agent.
 
-The script is provider-neutral: the Anthropic Messages dialect (and later others) render
-the same :class:`Turn` in their own wire format.
+The script is provider-neutral: the Anthropic Messages and the OpenAI Responses dialects
+render the same :class:`Turn` in their own wire format.
 
 JSON form (``Script.from_json`` / ``Script.load``)::
 
@@ -101,7 +101,8 @@ def _blocks(blocks: Iterable[Block]) -> tuple[Block, ...]:
 class ApiError:
     """Answer the request with an HTTP error instead of a message. Note that the CLI
     retries 429, 5xx and 529 (overloaded) with backoff, and each retry takes a turn;
-    a 400 ``invalid_request_error`` is not retried."""
+    a 400 ``invalid_request_error`` is not retried. (Codex 0.169.0 likewise retries a
+    500, and even a 404 five times, but not a 400.)"""
 
     status: int = attrs.field(validator=[attrs.validators.ge(400), attrs.validators.le(599)])
     type: str = "api_error"

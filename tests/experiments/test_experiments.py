@@ -5,10 +5,12 @@ are written; two runs give the same transcripts; a run forks from an offset."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from orchestrator.experiments import (
     ForkPoint,
@@ -108,3 +110,40 @@ async def test_a_run_forks_from_an_offset(tmp_path: Path) -> None:
         ("reviewer", "APPROVED: add.py is tested now."),
     ]
     assert room["rounds"] == 4  # the copied round counts
+
+
+async def test_the_experiment_command(tmp_path: Path) -> None:
+    done = await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "experiment",
+            str(EXAMPLES / "stuck_build.py"),
+            "--runs",
+            "2",
+            "--parallel",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, out + err
+    assert "run 1: started" in err  # the progress, on stderr
+    assert "[2/2]" in err
+    rows = out.splitlines()
+    assert rows[0].split()[:2] == ["run", "room"]
+    assert [row.split()[-1] for row in rows[1:3]] == ["stuck", "stuck"]
+    assert (tmp_path / "out" / "plots" / "rounds.png").exists()
+    bad = await trio.run_process(
+        [sys.executable, "-m", "orchestrator", "experiment", str(tmp_path / "nope.py")],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert b"no such file" in bad.stderr
