@@ -64,6 +64,7 @@ async def make_provider(
     image: str = DEFAULT_IMAGE,
     network: Network | None = None,
     claude_binary: Path | None = None,
+    codex_binary: Path | None = None,
     limiter: trio.CapacityLimiter | None = None,
     client: docker.DockerClient | None = None,
 ) -> SandboxProvider:
@@ -90,10 +91,11 @@ async def make_provider(
             image=image,
             network=network,
             claude_binary=claude_binary,
+            codex_binary=codex_binary,
             limiter=limiter,
             client=client,
             close_client=owned,
         )
     if root is None:
         raise ValueError("local sandboxes need a root directory")
-    return LocalProvider(server_id, root, claude_binary=claude_binary)
+    return LocalProvider(server_id, root, claude_binary=claude_binary, codex_binary=codex_binary)

@@ -140,6 +140,9 @@ class Sandbox(abc.ABC):
     workdir: str
     # Where the provider's Claude Code binary is, seen from inside the sandbox.
     claude_path: str = "/opt/claude/claude"
+    # Where the provider's Codex CLI binary is, seen from inside the sandbox; None when
+    # the provider was given none (``codex_binary``).
+    codex_path: str | None = None
 
     @abc.abstractmethod
     async def exec(

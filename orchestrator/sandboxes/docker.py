@@ -9,7 +9,8 @@ memory, pids and CPU limits from the spec, the spec's network (``none``, ``host`
 ``bridge``), every capability dropped and ``no-new-privileges``. Its ``/workspace`` is a
 named volume of its own, removed with it; the project directory is
 ``/workspace/<project>``, owned by agent. The Claude Code CLI the SDK bundles can be
-bind-mounted read-only at ``/opt/claude/claude``. The spec's env is the container's
+bind-mounted read-only at ``/opt/claude/claude``, and the pinned Codex CLI (a static
+binary) at ``/opt/codex/codex``. The spec's env is the container's
 environment, so every exec (and a re-attached sandbox) has it.
 
 Container and volume carry the labels ``agent-orchestrator.server``,
@@ -81,6 +82,7 @@ from .base import (
 __all__ = [
     "AGENT_USER",
     "CLAUDE_PATH",
+    "CODEX_PATH",
     "DEFAULT_IMAGE",
     "WORKSPACE",
     "DockerProcess",
@@ -98,6 +100,7 @@ AGENT_USER = "agent"
 AGENT_UID = AGENT_GID = 1000
 WORKSPACE = "/workspace"
 CLAUDE_PATH = "/opt/claude/claude"
+CODEX_PATH = "/opt/codex/codex"
 IDLE_COMMAND: Final = ["sleep", "infinity"]
 
 KILL_TIMEOUT = 10.0  # from the first SIGKILL until docker reports the exec gone
@@ -255,6 +258,7 @@ class DockerProvider(SandboxProvider):
         image: str = DEFAULT_IMAGE,
         network: Network | None = None,
         claude_binary: Path | None = None,
+        codex_binary: Path | None = None,
         limiter: trio.CapacityLimiter | None = None,
         client: docker.DockerClient | None = None,
         close_client: bool = False,
@@ -266,6 +270,7 @@ class DockerProvider(SandboxProvider):
         self.image = image
         self.network = network
         self.claude_binary = claude_binary
+        self.codex_binary = codex_binary
         self.app_command = check_argv(app_command)
         self.app_port = app_port
         self.destroy_timeout = check_timeout(destroy_timeout)
@@ -307,6 +312,7 @@ class DockerProvider(SandboxProvider):
             app_command=self.app_command,
             app_port=self.app_port,
             destroy_timeout=self.destroy_timeout,
+            codex_path=CODEX_PATH if self.codex_binary is not None else None,
         )
 
     async def create(self, spec: SandboxSpec) -> DockerSandbox:
@@ -320,15 +326,9 @@ class DockerProvider(SandboxProvider):
             LABEL_PROJECT: spec.project_name,
         }
         mounts = [Mount(target=WORKSPACE, source=name, type="volume")]
-        if self.claude_binary is not None:
-            mounts.append(
-                Mount(
-                    target=CLAUDE_PATH,
-                    source=str(self.claude_binary),
-                    type="bind",
-                    read_only=True,
-                )
-            )
+        for binary, target in ((self.claude_binary, CLAUDE_PATH), (self.codex_binary, CODEX_PATH)):
+            if binary is not None:
+                mounts.append(Mount(target=target, source=str(binary), type="bind", read_only=True))
         host_config = api.create_host_config(
             init=True,
             network_mode=self.network or spec.network,
@@ -451,8 +451,10 @@ class DockerSandbox(Sandbox):
         app_command: Sequence[str] = APP_COMMAND,
         app_port: int = APP_PORT,
         destroy_timeout: float = 30.0,
+        codex_path: str | None = None,
     ) -> None:
         self._engine = engine
+        self.codex_path = codex_path
         self.sandbox_id = container_id
         self.session_id = session_id
         self.project_name = project_name

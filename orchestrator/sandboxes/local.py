@@ -85,6 +85,7 @@ SANDBOX_MARKER = "AGENT_ORCHESTRATOR_SANDBOX"
 KILL_TIMEOUT = 10.0
 _APP_STOP_GRACE = 5.0
 CLAUDE_IN_SANDBOX = "/tmp/.agent-orchestrator/claude"
+CODEX_IN_SANDBOX = "/tmp/.agent-orchestrator/codex"
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RECEIVE = 64 * 1024
 
@@ -185,9 +186,11 @@ class LocalProvider(SandboxProvider):
         app_port: int = APP_PORT,
         destroy_timeout: float = 30.0,
         claude_binary: Path | None = None,
+        codex_binary: Path | None = None,
     ) -> None:
         self.server_id = validate_id(server_id, "server id")
         self.claude_binary = claude_binary
+        self.codex_binary = codex_binary
         self.root = Path(root).absolute()
         self.app_command = check_argv(app_command)
         self.app_port = app_port
@@ -235,6 +238,7 @@ class LocalProvider(SandboxProvider):
             app_port=self.app_port,
             destroy_timeout=self.destroy_timeout,
             claude_binary=self.claude_binary,
+            codex_binary=self.codex_binary,
         )
 
     async def create(self, spec: SandboxSpec) -> LocalSandbox:
@@ -358,14 +362,18 @@ class LocalSandbox(Sandbox):
         app_port: int = APP_PORT,
         destroy_timeout: float = 30.0,
         claude_binary: Path | None = None,
+        codex_binary: Path | None = None,
     ) -> None:
         self.base = base
         self.sandbox_id = str(base)
-        # Under bubblewrap the binary is bound read-only into the private /tmp (the
+        # Under bubblewrap the binaries are bound read-only into the private /tmp (the
         # host path may itself be under /tmp, hidden there); without it, the host path.
         self._claude_binary = claude_binary
         if claude_binary is not None:
             self.claude_path = CLAUDE_IN_SANDBOX if bwrap else str(claude_binary)
+        self._codex_binary = codex_binary
+        if codex_binary is not None:
+            self.codex_path = CODEX_IN_SANDBOX if bwrap else str(codex_binary)
         self.session_id = session_id
         self.project_name = project_name
         self.workdir = str(base / "workspace" / project_name)
@@ -418,9 +426,13 @@ class LocalSandbox(Sandbox):
             *("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"),
             *(arg for path in writable for arg in ("--bind", path, path)),
             *(
-                ("--ro-bind", str(self._claude_binary), CLAUDE_IN_SANDBOX)
-                if self._claude_binary is not None
-                else ()
+                arg
+                for binary, target in (
+                    (self._claude_binary, CLAUDE_IN_SANDBOX),
+                    (self._codex_binary, CODEX_IN_SANDBOX),
+                )
+                if binary is not None
+                for arg in ("--ro-bind", str(binary), target)
             ),
             "--unshare-all",
             *(["--share-net"] if self.network != "none" else []),
