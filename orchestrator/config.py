@@ -12,6 +12,8 @@
 | mode | ``ORCHESTRATOR_MODE`` (``dev`` / ``production``) | ``dev`` |
 | model | ``ORCHESTRATOR_MODEL`` | ``claude-sonnet-4-6`` |
 | anthropic_api_key, anthropic_base_url | ``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL`` | unset |
+| openai_api_key (Codex) | ``OPENAI_API_KEY`` | unset |
+| openai_base_url (Codex) | ``ORCHESTRATOR_OPENAI_BASE_URL`` | ``https://api.openai.com/v1`` |
 | electric_api_base_url | ``ELECTRIC_API_BASE_URL`` | the Electric Cloud claim API |
 | electric_dashboard_url | ``ELECTRIC_DASHBOARD_URL`` | the Electric Cloud dashboard |
 
@@ -60,6 +62,9 @@ class Settings:
     model: str = "claude-sonnet-4-6"
     anthropic_api_key: str | None = attrs.field(default=None, repr=False)
     anthropic_base_url: str | None = None
+    # Codex: a Responses API endpoint (it ignores OPENAI_BASE_URL itself) and its key.
+    openai_api_key: str | None = attrs.field(default=None, repr=False)
+    openai_base_url: str | None = None
     electric_api_base_url: str = "https://dashboard.electric-sql.cloud/api"
     electric_dashboard_url: str = "https://dashboard.electric-sql.cloud"
 
@@ -90,6 +95,8 @@ class Settings:
             ("ORCHESTRATOR_MODEL", "model"),
             ("ANTHROPIC_API_KEY", "anthropic_api_key"),
             ("ANTHROPIC_BASE_URL", "anthropic_base_url"),
+            ("OPENAI_API_KEY", "openai_api_key"),
+            ("ORCHESTRATOR_OPENAI_BASE_URL", "openai_base_url"),
             ("ELECTRIC_API_BASE_URL", "electric_api_base_url"),
             ("ELECTRIC_DASHBOARD_URL", "electric_dashboard_url"),
         ):

@@ -31,11 +31,19 @@ from actors import ActorRef, ActorStopped, ActorSystem, Refused
 from transport import DiskStore, MemoryStore, Store, StreamNotFound
 
 from . import events as ev
+from .bridges.codex_cli import codex_binary
 from .config import Settings
 from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
 from .rooms import actor as rooms
 from .rooms.actor import RoomConfig, RoomRouterActor, room_stream
-from .rooms.roles import Role, build_room_context, resolve_role, room_files
+from .rooms.roles import (
+    ROLE_SKILL_PATH,
+    ROOM_MESSAGING_SKILL_PATH,
+    Role,
+    build_room_context,
+    resolve_role,
+    room_files,
+)
 from .rooms.stuck import StuckPolicy
 from .sandboxes import make_provider
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
@@ -82,6 +90,8 @@ KEY_LIMIT = 1_000
 #: A participant's name: what other agents write after ``@``.
 PARTICIPANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+AGENTS = ("claude", "codex")
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 class OrchestratorError(Exception):
@@ -225,8 +235,10 @@ class Room:
         initial_prompt: str | None = None,
         custom_skill: str | None = None,
         api_key: str | None = None,
+        agent: str = "claude",
     ) -> Session:
-        """A new agent in its own sandbox, told about the room (and its role)."""
+        """A new agent in its own sandbox, told about the room (and its role);
+        ``agent``: ``claude`` or ``codex``."""
         return await self._orch.add_room_agent(
             self.id,
             name,
@@ -234,6 +246,7 @@ class Room:
             initial_prompt=initial_prompt,
             custom_skill=custom_skill,
             api_key=api_key,
+            agent=agent,
         )
 
     async def add_session(
@@ -346,6 +359,7 @@ class Orchestrator:
                     root=data_dir / "sandboxes",
                     image=self.settings.image,
                     claude_binary=bundled_claude_cli(),
+                    codex_binary=codex_binary(),
                 )
                 await stack.enter_async_context(self._provider)
             self._system = await stack.enter_async_context(ActorSystem(shutdown_timeout=60))
@@ -423,10 +437,12 @@ class Orchestrator:
         ask_infra: bool = False,
         tool_policy: ToolPolicy | None = None,
         tool_timeout: float | None = None,
+        agent: str = "claude",
     ) -> Session:
         """A new session. ``ask_infra``: a non-freeform session waits at the
         ``infra_config`` gate (answered with ``/respond``) before its sandbox is made,
-        as the HTTP API does; the library's default is the local setup."""
+        as the HTTP API does; the library's default is the local setup. ``agent``:
+        ``claude`` (Claude Code) or ``codex`` (freeform only)."""
         _check_text("description", description, TEXT_LIMIT)
         session_id = str(uuid.uuid4())
         if name is not None:
@@ -446,6 +462,7 @@ class Orchestrator:
             ask_infra=ask_infra,
             tool_policy=tool_policy,
             tool_timeout=tool_timeout,
+            agent=agent,
         )
 
     async def _create(
@@ -465,8 +482,13 @@ class Orchestrator:
         follow_ups: tuple[str, ...] = (),
         extra_info: dict[str, Any] | None = None,
         hold: bool = False,
+        agent: str = "claude",
     ) -> Session:
         settings = self.settings
+        if agent not in AGENTS:
+            raise OrchestratorError(f"Validation failed: agent must be one of {list(AGENTS)}")
+        if agent == "codex" and not freeform:
+            raise OrchestratorError("Codex sessions are freeform (create-app needs Claude Code)")
         if freeform and settings.production and agent_name is None:
             raise OrchestratorError("Freeform sessions are not available", 403)
         env: dict[str, str] = {}
@@ -476,9 +498,17 @@ class Orchestrator:
             if settings.production
             else (settings.anthropic_api_key or api_key)
         )
-        if key:
+        if agent == "codex":
+            key = (
+                settings.openai_api_key
+                if settings.production
+                else (settings.openai_api_key or api_key)
+            )
+            if key:
+                env["OPENAI_API_KEY"] = key
+        elif key:
             env["ANTHROPIC_API_KEY"] = key
-        if settings.anthropic_base_url:
+        if settings.anthropic_base_url and agent == "claude":
             env["ANTHROPIC_BASE_URL"] = settings.anthropic_base_url
         if tool_policy is None and settings.production:
             # The reference's restricted list, enforced: what is on it runs, anything
@@ -508,6 +538,8 @@ class Orchestrator:
             prompt=prompt,
             follow_ups=follow_ups,
             hold=hold,
+            agent=agent,
+            openai_base_url=settings.openai_base_url or OPENAI_BASE_URL,
         )
         info = {
             "id": session_id,
@@ -517,6 +549,7 @@ class Orchestrator:
             "createdAt": ev.now_ts(),
             "status": "running",
             "freeform": freeform,
+            "agent": agent,
             "totalCostUsd": 0,
             **(extra_info or {}),
         }
@@ -839,6 +872,7 @@ class Orchestrator:
         description: str | None = None,
         ask_infra: bool = False,
         follow_ups: tuple[str, ...] = (),
+        agent: str = "claude",
     ) -> Session:
         """A new agent of the room, in its own sandbox: the room-messaging skill, its
         role's skill (else ``custom_skill``) and tools, the room context as its first
@@ -873,6 +907,12 @@ class Orchestrator:
         )
         if description is not None:
             files.pop("CLAUDE.md", None)  # the create-app CLAUDE.md stays
+        if agent == "codex":  # Codex reads AGENTS.md, and no skills folder
+            files["AGENTS.md"] = b"\n\n".join(
+                files[name]
+                for name in ("CLAUDE.md", ROLE_SKILL_PATH, ROOM_MESSAGING_SKILL_PATH)
+                if name in files
+            )
         initial = initial_prompt if initial_prompt and initial_prompt.strip() else None
         # a turn-taking room gives every turn itself, the first included
         held = bool(info.get("settings", {}).get("turnTaking"))
@@ -889,6 +929,7 @@ class Orchestrator:
             prompt=context,
             follow_ups=follow_ups + ((initial,) if initial and not held else ()),
             hold=held,
+            agent=agent,
             extra_info={"roomId": room_id, "participantName": agent_name, "role": role},
         )
         try:

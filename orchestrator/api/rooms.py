@@ -158,6 +158,7 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
             initial_prompt=_field(body, "initialPrompt", TEXT_LIMIT),
             custom_skill=_field(body, "customSkill", TEXT_LIMIT),
             api_key=_field(body, "apiKey", KEY_LIMIT),
+            agent=_field(body, "agent", SHORT_LIMIT) or "claude",
         )
         info = await session.info()
         return _json(

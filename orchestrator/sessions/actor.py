@@ -33,6 +33,8 @@ from transport import AppendRequest, CreateRequest, Store
 from .. import events as ev
 from ..bridges.claude import ClaudeAgent
 from ..bridges.claude_events import CostMeter
+from ..bridges.codex import CodexAgent, CodexTurn, default_codex_home
+from ..bridges.prices import TokenMeter
 from ..gates import GateRegistry, ToolPolicy
 from ..sandboxes.base import Sandbox, SandboxProvider, SandboxSpec
 from . import workspace
@@ -121,6 +123,9 @@ class SessionConfig:
     follow_ups: tuple[str, ...] = ()
     # Held: the first turn waits for Release (a turn-taking room schedules every turn).
     hold: bool = False
+    # Which agent CLI: Claude Code, or Codex (its Responses endpoint and key).
+    agent: str = "claude"
+    openai_base_url: str | None = None
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -216,8 +221,8 @@ class SessionActor(Actor):
 
     status: str = "running"
     sandbox: Sandbox | None = None
-    meter: CostMeter = attrs.field(factory=CostMeter)
-    _agent: ClaudeAgent | None = None
+    meter: CostMeter | TokenMeter = attrs.field(factory=CostMeter)
+    _agent: ClaudeAgent | CodexAgent | None = None
     _run_scope: trio.CancelScope | None = None
     _prompts: trio.MemorySendChannel[str] | None = None
     _ended: bool = False
@@ -406,28 +411,44 @@ class SessionActor(Actor):
     ) -> PermissionResultAllow | PermissionResultDeny:
         """The SDK's permission callback: the session's policy, then a person at a
         ``tool_permission`` gate; an expired or cancelled gate is a denial."""
+        if tool_name == "AskUserQuestion":
+            return await self._ask_user(tool_input, context)
+        tool_use_id = context.tool_use_id or f"tool-{tool_name}"
+        refusal = await self._tool_refusal(tool_name, tool_input, tool_use_id)
+        if refusal is None:
+            return PermissionResultAllow()
+        return PermissionResultDeny(message=refusal)
+
+    async def _tool_refusal(
+        self, tool_name: str, tool_input: dict[str, Any], tool_use_id: str
+    ) -> str | None:
+        """None when the tool call may run, else why not (the policy, or a person at
+        a ``tool_permission`` gate that denied it, expired or was cancelled)."""
         policy = self.config.tool_policy
         assert policy is not None
         assert self.gates is not None
-        if tool_name == "AskUserQuestion":
-            return await self._ask_user(tool_input, context)
         decision = policy.decide(tool_name)
         if decision == "allow":
-            return PermissionResultAllow()
+            return None
         if decision == "deny":
-            return PermissionResultDeny(message=f"{tool_name} is not allowed in this session")
+            return f"{tool_name} is not allowed in this session"
         gate = await self.gates.open_tool_permission(
             self.config.session_id,
             tool_name,
             tool_input,
-            tool_use_id=context.tool_use_id or f"tool-{tool_name}",
+            tool_use_id=tool_use_id,
             timeout=self.config.tool_timeout,
         )
         outcome = await gate.wait()
         if outcome.allowed:
-            return PermissionResultAllow()
+            return None
         why = "a person denied it" if outcome.status == "resolved" else f"it {outcome.status}"
-        return PermissionResultDeny(message=f"{tool_name} was not run: {why}")
+        return f"{tool_name} was not run: {why}"
+
+    async def _codex_can_use(
+        self, tool_name: str, tool_input: dict[str, Any], item_id: str
+    ) -> bool:
+        return await self._tool_refusal(tool_name, tool_input, item_id) is None
 
     async def _ask_user(
         self, tool_input: dict[str, Any], context: ToolPermissionContext
@@ -530,6 +551,9 @@ class SessionActor(Actor):
                 return  # ended before its first turn
         else:
             prompt = self._first_prompt()
+        if config.agent == "codex":
+            await self._drive_codex(sandbox, prompt, prompts)
+            return
         tools = config.allowed_tools or (PRODUCTION_TOOLS if config.production else DEFAULT_TOOLS)
         if config.tool_policy is None or self.gates is None:
             options = ClaudeAgentOptions(
@@ -563,11 +587,13 @@ class SessionActor(Actor):
         await self._report(
             _Emit(ev.Log(level="build", message=f"Running: claude {prompt!r}"), "server")
         )
+        meter = CostMeter()
+        self.meter = meter
         agent = self._agent = ClaudeAgent(
             sandbox,
             options,
             emit,
-            meter=self.meter,
+            meter=meter,
             on_cost=on_cost,
             cli_path=sandbox.claude_path,
             agent_name=config.agent_name,
@@ -577,6 +603,58 @@ class SessionActor(Actor):
             success = result.subtype == "success" and not result.is_error
             await self._report(_TurnDone(success, agent.session_id, self.meter.total))
 
+        try:
+            await agent.serve(prompt, prompts, on_turn)
+        finally:
+            self._agent = None
+        if not self._ended:
+            raise RuntimeError("the agent process ended unexpectedly")
+
+    async def _drive_codex(
+        self, sandbox: Sandbox, prompt: str, prompts: trio.MemoryReceiveChannel[str]
+    ) -> None:
+        """Codex (``codex app-server``) instead of Claude Code: the same events, its
+        tool approvals through the session's policy, its tokens priced live."""
+        config = self.config
+        if sandbox.codex_path is None:
+            raise RuntimeError("this sandbox has no Codex CLI (scripts/setup installs it)")
+        if not config.openai_base_url:
+            raise RuntimeError("no Responses API endpoint is configured for Codex")
+        policy = config.tool_policy
+        asks = policy is not None and not (
+            policy.allow_all and policy.only is None and not policy.deny
+        )
+        meter = TokenMeter()
+        self.meter = meter
+
+        async def emit(event: ev.Event) -> None:
+            await self._report(_Emit(event, "agent"))
+
+        async def on_cost(amount: float) -> None:
+            await self._report(_Cost(amount, meter.total))
+
+        agent = CodexAgent(
+            sandbox,
+            emit,
+            base_url=config.openai_base_url,
+            api_key=config.agent_env.get("OPENAI_API_KEY", ""),
+            cwd=sandbox.workdir,
+            codex_home=await default_codex_home(sandbox),
+            cli_path=sandbox.codex_path,
+            agent_name=config.agent_name,
+            resume=config.resume,
+            can_use_tool=self._codex_can_use if asks and self.gates is not None else None,
+            meter=meter,
+            on_cost=on_cost,
+        )
+        self._agent = agent
+
+        async def on_turn(turn: CodexTurn) -> None:
+            await self._report(_TurnDone(turn.success, turn.thread_id, meter.total))
+
+        await self._report(
+            _Emit(ev.Log(level="build", message=f"Running: codex {prompt!r}"), "server")
+        )
         try:
             await agent.serve(prompt, prompts, on_turn)
         finally:

@@ -46,7 +46,12 @@ async def scripted_room(
     **settings: Any,
 ) -> AsyncIterator[tuple[ModelServer, Orchestrator]]:
     async with open_model_server(room_script(agents)) as models:
-        config = Settings(data_dir=data_dir, anthropic_base_url=models.base_url, **settings)
+        config = Settings(
+            data_dir=data_dir,
+            anthropic_base_url=models.base_url,
+            openai_base_url=models.openai_base_url,
+            **settings,
+        )
         async with Orchestrator(config, provider=provider) as orch:
             yield models, orch
 
