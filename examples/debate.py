@@ -1,5 +1,6 @@
 """Experiment: a debate with a judge. Two debaters answer the judge's question in
-turn, the judge rules; the round limit ends the room (``max_rounds``).
+turn, the judge rules; the round limit ends the room (``max_rounds``). The ``con``
+debater is a Codex agent, the others Claude Code: both kinds share the room.
 
     .venv/bin/orchestrator experiment examples/debate.py --runs 4 --parallel 2
 """
@@ -36,7 +37,9 @@ SCRIPT = Script(
 async def run(ctx: RunContext) -> None:
     room = await ctx.create_room("debate", turn_taking=True, max_rounds=4, idle_timeout=2.0)
     await ctx.add_agent(room, "pro", custom_skill="You argue FOR the motion, briefly.")
-    await ctx.add_agent(room, "con", custom_skill="You argue AGAINST the motion, briefly.")
+    await ctx.add_agent(
+        room, "con", agent="codex", custom_skill="You argue AGAINST the motion, briefly."
+    )
     await ctx.add_agent(room, "judge", initial_prompt="Open the debate on tabs versus spaces.")
     await ctx.resume(room)
     await ctx.wait_closed(room)

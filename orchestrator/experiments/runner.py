@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -264,17 +265,21 @@ async def _one_run(
     scripted = api_key is None
     async with AsyncExitStack() as stack:
         url = base_url
+        openai_url = None
         if scripted:
             script = (fork and experiment.fork_script) or experiment.script
             if script is None:
                 raise ExperimentError(f"{experiment.name} has no script: give an API key")
             models = await stack.enter_async_context(open_model_server(script))
-            url = models.base_url
+            url, openai_url = models.base_url, models.openai_base_url
         config = Settings(
             data_dir=run_dir / "data",
             sandbox=settings.get("sandbox", experiment.sandbox),
             anthropic_api_key=api_key,
             anthropic_base_url=url,
+            # Codex agents: the scripted model's Responses API, or the real one
+            openai_base_url=openai_url,
+            openai_api_key=None if scripted else os.environ.get("OPENAI_API_KEY"),
             max_session_cost_usd=settings.get("max_session_cost_usd", 5.0),
         )
         orch = await stack.enter_async_context(Orchestrator(config))
