@@ -28,7 +28,7 @@ import claude_agent_sdk
 import trio
 
 from actors import ActorRef, ActorStopped, ActorSystem, Refused
-from transport import DiskStore, MemoryStore, Store, StreamNotFound
+from transport import AppendRequest, DiskStore, MemoryStore, Store, StreamError, StreamNotFound
 
 from . import events as ev
 from .bridges.codex_cli import codex_binary
@@ -59,6 +59,7 @@ from .sessions.actor import (
 )
 from .sessions.actor import session_stream as session_stream
 from .sessions.hosted import HookEvent, HostedSessionActor
+from .sessions.keys import KeyStore
 from .sessions.registry import (
     GetRoom,
     GetSession,
@@ -71,6 +72,7 @@ from .sessions.registry import (
     RegistryActor,
     RemoveSession,
     UpdateRoom,
+    UpdateSession,
 )
 from .tokens import Purpose, TokenSigner, load_or_create_secret
 
@@ -90,6 +92,7 @@ KEY_LIMIT = 1_000
 #: A participant's name: what other agents write after ``@``.
 PARTICIPANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+JSON = "application/json"
 AGENTS = ("claude", "codex")
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -337,6 +340,7 @@ class Orchestrator:
         self._signer: TokenSigner | None = None
         self._hook_lock = trio.Lock()
         self._rooms_lock = trio.Lock()
+        self._keys = KeyStore(self.settings.data_dir / "keys")
         self._gates: GateRegistry | None = None
         self._server_id: str | None = None
 
@@ -371,6 +375,7 @@ class Orchestrator:
             for info in await self.sessions():
                 if info.get("status") == "running":
                     await self._gates.restore(str(info["id"]))
+            await self._recover()
             # Open rooms are rebuilt from their streams, with the message gates of their
             # participants (which wait on the room, whatever their sessions' status).
             for room in await self.rooms():
@@ -491,25 +496,7 @@ class Orchestrator:
             raise OrchestratorError("Codex sessions are freeform (create-app needs Claude Code)")
         if freeform and settings.production and agent_name is None:
             raise OrchestratorError("Freeform sessions are not available", 403)
-        env: dict[str, str] = {}
-        # production: the server's own key only; dev: the server's, else the caller's
-        key = (
-            settings.anthropic_api_key
-            if settings.production
-            else (settings.anthropic_api_key or api_key)
-        )
-        if agent == "codex":
-            key = (
-                settings.openai_api_key
-                if settings.production
-                else (settings.openai_api_key or api_key)
-            )
-            if key:
-                env["OPENAI_API_KEY"] = key
-        elif key:
-            env["ANTHROPIC_API_KEY"] = key
-        if settings.anthropic_base_url and agent == "claude":
-            env["ANTHROPIC_BASE_URL"] = settings.anthropic_base_url
+        env = self._agent_env(agent, api_key)
         if tool_policy is None and settings.production:
             # The reference's restricted list, enforced: what is on it runs, anything
             # else the agent tries is refused (an allowed-tools flag alone is cosmetic).
@@ -520,26 +507,16 @@ class Orchestrator:
             # Every tool runs, through the permission callback all the same: that is
             # where an agent's question waits for its answer.
             tool_policy = ToolPolicy(allow_all=True)
-        config = SessionConfig(
-            session_id=session_id,
-            description=description,
-            project_name=project,
-            freeform=freeform,
-            model=settings.model if settings.production else None,
-            production=settings.production,
-            budget_usd=settings.max_session_cost_usd or math.inf,
-            network=settings.sandbox_network,
-            agent_env=env,
-            ask_infra=ask_infra,
-            tool_policy=tool_policy,
-            tool_timeout=tool_timeout,
-            agent_name=agent_name,
-            files=files or {},
-            prompt=prompt,
-            follow_ups=follow_ups,
-            hold=hold,
-            agent=agent,
-            openai_base_url=settings.openai_base_url or OPENAI_BASE_URL,
+        runtime = {
+            "agent": agent,
+            "agentName": agent_name,
+            "policy": tool_policy.to_json(),
+            "toolTimeout": tool_timeout,
+            "askInfra": ask_infra,
+        }
+        config = self._session_config(session_id, description, project, freeform, runtime, env)
+        config = attrs.evolve(
+            config, files=files or {}, prompt=prompt, follow_ups=follow_ups, hold=hold
         )
         info = {
             "id": session_id,
@@ -551,13 +528,141 @@ class Orchestrator:
             "freeform": freeform,
             "agent": agent,
             "totalCostUsd": 0,
+            "runtime": runtime,
             **(extra_info or {}),
         }
+        if api_key is not None and not settings.production:
+            await self._keys.save(session_id, api_key)  # for a resume after a restart
         await self.registry.ask(RegisterSession(info))
-        assert self._system is not None
-        actor = SessionActor(config, self.store, self.provider, self.registry, self.gates)
-        await self._system.spawn(actor, name=f"session:{session_id}")
+        await self._spawn_session(config)
         return Session(self, session_id)
+
+    async def _recover(self) -> None:
+        """After a restart (a crash included): every sandbox this server owns is
+        re-attached to its session, whose agent resumes its conversation (Claude's
+        session id, Codex's thread id) with the next message, or removed when its
+        session has ended; a session still waiting at its setup choice waits again;
+        a session whose sandbox is gone is marked ended, with a reason in its stream."""
+        sessions = {str(info["id"]): info for info in await self.sessions()}
+        attached: set[str] = set()
+        for owned in await self.provider.list_owned():
+            info = sessions.get(owned.session_id)
+            live = info is not None and not info.get("ended") and not info.get("local")
+            live = live and info is not None and info.get("status") in ("running", "complete")
+            sandbox = await self.provider.attach(owned.session_id) if live else None
+            if sandbox is None or info is None or owned.session_id in attached:
+                await self.provider.remove(owned.sandbox_id)
+                continue
+            await self._respawn(info, sandbox)
+            attached.add(owned.session_id)
+        for session_id, info in sessions.items():
+            if session_id in attached or info.get("local") or info.get("ended"):
+                continue
+            if info.get("status") not in ("running", "complete"):
+                continue
+            waiting = self.gates.get(session_id, "infra_config")
+            if waiting is not None and waiting.pending:
+                await self._respawn(info, None)  # its creation goes on after the choice
+                continue
+            body = json.dumps(
+                [
+                    ev.Log(
+                        level="error",
+                        message="The server restarted and this session's sandbox is gone",
+                    ).to_json("server")
+                ]
+            ).encode()
+            try:
+                await self.store.append(
+                    session_stream(session_id), AppendRequest(body=body, content_type=JSON)
+                )
+            except StreamError:
+                pass
+            await self.registry.ask(UpdateSession(session_id, {"status": "error", "ended": True}))
+
+    async def _respawn(self, info: dict[str, Any], sandbox: Sandbox | None) -> None:
+        session_id = str(info["id"])
+        runtime = info.get("runtime") or {}
+        agent = str(runtime.get("agent", "claude"))
+        env = self._agent_env(agent, await self._keys.load(session_id))
+        config = self._session_config(
+            session_id,
+            str(info.get("description", "")),
+            str(info.get("projectName", f"project-{session_id[:8]}")),
+            bool(info.get("freeform")),
+            runtime,
+            env,
+        )
+        config = attrs.evolve(
+            config,
+            restored=True,
+            resume=info.get("lastCoderSessionId"),
+            spent_usd=float(info.get("totalCostUsd") or 0.0),
+        )
+        if sandbox is not None and info.get("status") == "running":
+            await self.registry.ask(UpdateSession(session_id, {"status": "complete"}))
+        await self._spawn_session(config, reattach=sandbox)
+
+    def _agent_env(self, agent: str, api_key: str | None) -> dict[str, str]:
+        """The agent's credentials and endpoint: in production the server's own key
+        only; in development the server's, else the caller's."""
+        settings = self.settings
+        env: dict[str, str] = {}
+        if agent == "codex":
+            key = (
+                settings.openai_api_key
+                if settings.production
+                else (settings.openai_api_key or api_key)
+            )
+            if key:
+                env["OPENAI_API_KEY"] = key
+            return env
+        key = (
+            settings.anthropic_api_key
+            if settings.production
+            else (settings.anthropic_api_key or api_key)
+        )
+        if key:
+            env["ANTHROPIC_API_KEY"] = key
+        if settings.anthropic_base_url:
+            env["ANTHROPIC_BASE_URL"] = settings.anthropic_base_url
+        return env
+
+    def _session_config(
+        self,
+        session_id: str,
+        description: str,
+        project: str,
+        freeform: bool,
+        runtime: dict[str, Any],
+        env: dict[str, str],
+    ) -> SessionConfig:
+        settings = self.settings
+        policy = runtime.get("policy")
+        return SessionConfig(
+            session_id=session_id,
+            description=description,
+            project_name=project,
+            freeform=freeform,
+            model=settings.model if settings.production else None,
+            production=settings.production,
+            budget_usd=settings.max_session_cost_usd or math.inf,
+            network=settings.sandbox_network,
+            agent_env=env,
+            ask_infra=bool(runtime.get("askInfra")),
+            tool_policy=ToolPolicy.from_json(policy) if isinstance(policy, dict) else None,
+            tool_timeout=runtime.get("toolTimeout"),
+            agent_name=runtime.get("agentName"),
+            agent=str(runtime.get("agent", "claude")),
+            openai_base_url=settings.openai_base_url or OPENAI_BASE_URL,
+        )
+
+    async def _spawn_session(self, config: SessionConfig, reattach: Sandbox | None = None) -> None:
+        assert self._system is not None
+        actor = SessionActor(
+            config, self.store, self.provider, self.registry, self.gates, reattach=reattach
+        )
+        await self._system.spawn(actor, name=f"session:{config.session_id}")
 
     def session(self, session_id: str) -> Session:
         return Session(self, session_id)
@@ -673,6 +778,7 @@ class Orchestrator:
         if await self.session_info(session_id) is None:
             raise OrchestratorError("Session not found", 404)
         await self.registry.ask(RemoveSession(session_id))
+        await self._keys.forget(session_id)
 
     # -- rooms -------------------------------------------------------------------------
 

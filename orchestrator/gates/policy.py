@@ -8,8 +8,8 @@ list (``orchestrator.sessions.actor.PRODUCTION_TOOLS``, passed in by the caller)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import attrs
 
@@ -42,6 +42,24 @@ class ToolPolicy:
         if self.allow_all or tool_name in self.allow:
             return "allow"
         return "ask"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "allow": sorted(self.allow),
+            "deny": sorted(self.deny),
+            "only": None if self.only is None else sorted(self.only),
+            "allowAll": self.allow_all,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ToolPolicy:
+        only = data.get("only")
+        return cls(
+            allow=frozenset(str(t) for t in data.get("allow", SAFE_TOOLS)),
+            deny=frozenset(str(t) for t in data.get("deny", ())),
+            only=None if only is None else frozenset(str(t) for t in only),
+            allow_all=bool(data.get("allowAll", False)),
+        )
 
     @classmethod
     def for_session(

@@ -337,6 +337,10 @@ async def _teardown(
         await trio.to_thread.run_sync(_signal_marked, (marker_line,), signal.SIGKILL)
         for process in list(processes):
             await process.kill()
+        # a signal is delivered, not awaited: gone means gone from /proc (a zombie
+        # shows no marker), checked again until so
+        while await trio.to_thread.run_sync(_signal_marked, (marker_line,), signal.SIGKILL):
+            await trio.sleep(0.02)
         await trio.to_thread.run_sync(_rmtree, base, abandon_on_cancel=True)
     if bound.cancelled_caught:
         raise SandboxError(f"removing {base} took over {timeout} s")

@@ -126,6 +126,10 @@ class SessionConfig:
     # Which agent CLI: Claude Code, or Codex (its Responses endpoint and key).
     agent: str = "claude"
     openai_base_url: str | None = None
+    # Started again after the server stopped: its first prompt was given long ago (a
+    # restored session waits for the next one; its sandbox, if any, is re-attached).
+    restored: bool = False
+    spent_usd: float = 0.0  # what it cost before (a restored session's budget goes on)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -218,6 +222,7 @@ class SessionActor(Actor):
     provider: SandboxProvider
     registry: ActorRef
     gates: GateRegistry | None = None
+    reattach: Sandbox | None = None  # a restored session's live sandbox
 
     status: str = "running"
     sandbox: Sandbox | None = None
@@ -245,9 +250,9 @@ class SessionActor(Actor):
         await self.store.create(self.path, CreateRequest(content_type=JSON))
         send, receive = trio.open_memory_channel[str](64)
         self._prompts = send
-        if self.config.hold:
+        if self.config.hold or self.reattach is not None:
             self._turns_pending = 0
-        else:
+        elif not self.config.restored:
             await self._emit(ev.UserPrompt(message=self._first_prompt()))
         for follow_up in self.config.follow_ups:
             send.send_nowait(follow_up)
@@ -477,14 +482,18 @@ class SessionActor(Actor):
         nothing is provisioned: the reference fell back to 'local' and went on)."""
         assert self.gates is not None
         config = self.config
-        gate = await self.gates.open(
-            config.session_id,
-            "infra_config",
-            "infra_config",
-            announce=ev.InfraConfigPrompt(
-                projectName=config.project_name, runtime=self.provider.runtime
-            ),
-        )
+        restored = self.gates.get(config.session_id, "infra_config")
+        if config.restored and restored is not None and restored.pending:
+            gate = restored  # asked before the server restarted: still waiting
+        else:
+            gate = await self.gates.open(
+                config.session_id,
+                "infra_config",
+                "infra_config",
+                announce=ev.InfraConfigPrompt(
+                    projectName=config.project_name, runtime=self.provider.runtime
+                ),
+            )
         outcome = await gate.wait()
         if outcome.status != "resolved" or not isinstance(outcome.value, dict):
             return None
@@ -492,6 +501,24 @@ class SessionActor(Actor):
 
     async def _provision_and_drive(self, prompts: trio.MemoryReceiveChannel[str]) -> None:
         config = self.config
+        if self.reattach is not None:
+            sandbox = self.sandbox = self.reattach
+            await self._report(
+                _Emit(
+                    ev.Log(
+                        level="system",
+                        message="Re-attached to its sandbox after a server restart; the agent "
+                        "resumes its conversation with the next message",
+                    ),
+                    "server",
+                )
+            )
+            try:
+                prompt = await prompts.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            await self._drive(sandbox, prompt, prompts)
+            return
         runtime = self.provider.runtime
         infra_env: dict[str, str] = {}
         if config.ask_infra and not config.freeform and self.gates is not None:
@@ -551,6 +578,13 @@ class SessionActor(Actor):
                 return  # ended before its first turn
         else:
             prompt = self._first_prompt()
+        await self._drive(sandbox, prompt, prompts)
+
+    async def _drive(
+        self, sandbox: Sandbox, prompt: str, prompts: trio.MemoryReceiveChannel[str]
+    ) -> None:
+        """Run the agent in ``sandbox``: ``prompt`` first, then each prompt queued."""
+        config = self.config
         if config.agent == "codex":
             await self._drive_codex(sandbox, prompt, prompts)
             return
@@ -588,6 +622,7 @@ class SessionActor(Actor):
             _Emit(ev.Log(level="build", message=f"Running: claude {prompt!r}"), "server")
         )
         meter = CostMeter()
+        meter.total = config.spent_usd
         self.meter = meter
         agent = self._agent = ClaudeAgent(
             sandbox,
@@ -624,7 +659,7 @@ class SessionActor(Actor):
         asks = policy is not None and not (
             policy.allow_all and policy.only is None and not policy.deny
         )
-        meter = TokenMeter()
+        meter = TokenMeter(total=config.spent_usd)
         self.meter = meter
 
         async def emit(event: ev.Event) -> None:

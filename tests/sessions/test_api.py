@@ -60,7 +60,8 @@ async def sse_events(
             async for line in response.aiter_lines():
                 if line.startswith("id: "):
                     event_id = line[4:]
-                elif line.startswith("data: "):
+                elif line.startswith("data: ") and not done.cancel_called:
+                    # (lines already read can still come after the cancel: not kept)
                     event = json.loads(line[6:])
                     found.append((event_id, event))
                     if event["type"] == until:

@@ -1,0 +1,201 @@
+"""``kill -9`` of the server with 20 sessions live in containers, then a start on the
+same data directory: no acknowledged event is lost, every container is re-attached to
+its session (none orphaned), each agent resumes its conversation (Claude's session id)
+with the next message, and a session waiting at its setup choice waits again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+import trio
+
+from orchestrator.models import AgentScript, Script, open_model_server
+
+from ..docker_support import off_loop
+from ..sandboxes.conftest import docker_leftovers, remove_docker_leftovers
+from .test_api import sse_events
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+SESSIONS = 20
+
+
+@asynccontextmanager
+async def server(data_dir: Path, base_url: str, log: Path) -> AsyncIterator[tuple[Any, str]]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCH"))},
+        "ANTHROPIC_BASE_URL": base_url,
+        "ORCHESTRATOR_SANDBOX": "docker",
+        "ORCHESTRATOR_DATA_DIR": str(data_dir),
+    }
+    with open(log, "wb") as out:  # noqa: ASYNC230 - the child's log file, once
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "orchestrator", "serve", "--port", "0"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        text = ""
+        with trio.fail_after(60):
+            while "listening on" not in text:
+                assert process.returncode is None, text
+                await trio.sleep(0.05)
+                text = await trio.Path(log).read_text()
+        line = next(x for x in text.splitlines() if "listening on" in x)
+        yield process, line.split("listening on ")[1].split()[0]
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            with trio.move_on_after(60):
+                await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def status_of(client: httpx.AsyncClient, sid: str, token: str) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.text
+    info: dict[str, Any] = response.json()
+    return info
+
+
+async def until_status(
+    client: httpx.AsyncClient, sid: str, token: str, *statuses: str
+) -> dict[str, Any]:
+    with trio.fail_after(120):
+        while True:
+            info = await status_of(client, sid, token)
+            if info["status"] in statuses:
+                return info
+            await trio.sleep(0.1)
+
+
+async def test_a_killed_server_comes_back_with_every_session(
+    tmp_path: Path, docker_client: docker.DockerClient, docker_limiter: trio.CapacityLimiter
+) -> None:
+    script = Script(default=AgentScript.of("First answer.", "Second answer."))
+    data = tmp_path / "data"
+    async with open_model_server(script) as models:
+        sessions: dict[str, str] = {}  # id -> token
+        before: dict[str, list[tuple[str, str]]] = {}
+        async with server(data, models.base_url, tmp_path / "one.log") as (process, url):
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+                async def create(index: int) -> None:
+                    response = await client.post(
+                        "/api/sessions",
+                        json={
+                            "description": f"say hello {index}",
+                            "freeform": True,
+                            "apiKey": f"agent-{index}",
+                        },
+                    )
+                    assert response.status_code == 201, response.text
+                    made = response.json()
+                    sessions[made["sessionId"]] = made["sessionToken"]
+
+                async with trio.open_nursery() as nursery:
+                    for index in range(SESSIONS):
+                        nursery.start_soon(create, index)
+                # one more, waiting at its setup choice when the server dies
+                response = await client.post(
+                    "/api/sessions", json={"description": "an app", "apiKey": "agent-app"}
+                )
+                waiting = response.json()
+                for sid, token in sessions.items():
+                    events = await sse_events(
+                        client, f"/api/sessions/{sid}/events", token, "session_end"
+                    )
+                    before[sid] = [(i, e["type"]) for i, e in events]
+                    await until_status(client, sid, token, "complete")
+                await sse_events(
+                    client,
+                    f"/api/sessions/{waiting['sessionId']}/events",
+                    waiting["sessionToken"],
+                    "infra_config_prompt",
+                )
+            process.kill()  # kill -9: nothing is cleaned up
+            await process.wait()
+        server_id = (data / "server-id").read_text().strip()
+        left = await off_loop(docker_limiter, partial(docker_leftovers, docker_client, server_id))
+        assert len([x for x in left if x.startswith("container")]) == SESSIONS
+
+        async with (
+            server(data, models.base_url, tmp_path / "two.log") as (_process, url),
+            httpx.AsyncClient(base_url=url, timeout=60) as client,
+        ):
+            if True:
+                for sid, token in sessions.items():
+                    # every acknowledged event is there, in order, with its offset
+                    events = await sse_events(
+                        client,
+                        f"/api/sessions/{sid}/events",
+                        token,
+                        "log",
+                        offset=before[sid][-1][0],
+                    )
+                    replay = await sse_events(
+                        client, f"/api/sessions/{sid}/events", token, "session_end"
+                    )
+                    assert [(i, e["type"]) for i, e in replay] == before[sid]
+                    assert "Re-attached" in events[-1][1]["message"]
+                    assert (await status_of(client, sid, token))["status"] == "complete"
+                    response = await client.post(
+                        f"/api/sessions/{sid}/iterate",
+                        json={"request": "and again?"},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    assert response.status_code == 200, response.text
+                for index, (sid, token) in enumerate(sessions.items()):
+                    events = await sse_events(
+                        client,
+                        f"/api/sessions/{sid}/events",
+                        token,
+                        "session_end",
+                        offset=before[sid][-1][0],
+                    )
+                    texts = [e["text"] for _, e in events if e["type"] == "assistant_message"]
+                    assert texts == ["Second answer."], (index, events)
+                # each agent resumed its conversation: its second request carries the first
+                for index in range(SESSIONS):
+                    second = models.main_requests(f"agent-{index}")[1]
+                    assert "First answer." in json.dumps(second.messages)
+                # the setup choice is still asked; answered, the session goes on
+                response = await client.post(
+                    f"/api/sessions/{waiting['sessionId']}/respond",
+                    json={"gate": "infra_config", "mode": "local"},
+                    headers={"Authorization": f"Bearer {waiting['sessionToken']}"},
+                )
+                assert response.status_code == 200, response.text
+                await sse_events(
+                    client,
+                    f"/api/sessions/{waiting['sessionId']}/events",
+                    waiting["sessionToken"],
+                    "session_end",
+                )
+                sessions[waiting["sessionId"]] = waiting["sessionToken"]
+                for sid, token in sessions.items():
+                    response = await client.delete(
+                        f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"}
+                    )
+                    assert response.status_code == 200
+        left = await off_loop(docker_limiter, partial(docker_leftovers, docker_client, server_id))
+        await off_loop(docker_limiter, partial(remove_docker_leftovers, docker_client, server_id))
+        assert left == []
