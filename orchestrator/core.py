@@ -84,6 +84,7 @@ __all__ = [
     "Session",
     "bundled_claude_cli",
     "read_events",
+    "split_position",
 ]
 
 TEXT_LIMIT = 10_000
@@ -180,8 +181,14 @@ class Session:
 async def read_events(
     store: Store, path: str, offset: str = "-1", *, follow: bool = True, wait: float = 20.0
 ) -> AsyncGenerator[EventItem, None]:
-    """The events of the stream at ``path`` from ``offset``, each with the offset after
-    it; with ``follow``, waits for more until left (or the stream is deleted)."""
+    """The events of the stream at ``path`` from ``offset``, each with the position
+    after it; with ``follow``, waits for more until left (or the stream is deleted).
+
+    A store offset marks the end of one append, and one append may hold several
+    records (a gate's announcement and its record): a record before the last of its
+    append gets the position ``<offset of the append's start>~<records to skip>``,
+    so every record's position is its own and resuming from it repeats nothing."""
+    offset, skip = split_position(offset)
     while True:
         try:
             page = await store.read(path, offset, wait=wait if follow else 0.0)
@@ -193,15 +200,28 @@ async def read_events(
             end = page.ends[index] if index < len(page.ends) else page.next_offset
             values = json.loads(b"[" + chunk + b"]")
             for position, record in enumerate(values):
-                if not isinstance(record, dict):
+                if position < skip or not isinstance(record, dict):
                     continue
                 event, source = ev.event_from_json(record)
-                after = end if position == len(values) - 1 else start
+                last = position == len(values) - 1
+                after = end if last else f"{start}~{position + 1}"
                 yield EventItem(event, source, after, record)
+            skip = 0
             start = end
         offset = page.next_offset
         if not follow and page.up_to_date:
             return
+
+
+def split_position(position: str) -> tuple[str, int]:
+    """A position of :func:`read_events`: the store offset and how many records of
+    the append there to skip. Raises ValueError for a malformed one."""
+    offset, sep, count = position.partition("~")
+    if not sep:
+        return offset, 0
+    if not count.isdigit() or len(count) > 6 or int(count) < 1:
+        raise ValueError(f"not a stream position: {position!r}")
+    return offset, int(count)
 
 
 class Room:

@@ -12,7 +12,7 @@ from quart import Response, request
 
 from transport import parse_offset
 
-from ..core import EventItem, Orchestrator, OrchestratorError
+from ..core import EventItem, Orchestrator, OrchestratorError, split_position
 from ..gates import GateClosed, GateNotFound, InvalidAnswer
 
 KEY_LIMIT = 1_000
@@ -104,8 +104,13 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _valid_offset(offset: str) -> bool:
-    return offset == "now" or parse_offset(offset) is not None
+def _valid_offset(position: str) -> bool:
+    """A store offset, ``now``, or a record's position (``offset~n``)."""
+    try:
+        offset, _ = split_position(position)
+    except ValueError:
+        return False
+    return offset in ("now", "-1") or parse_offset(offset) is not None
 
 
 def event_offset() -> str:

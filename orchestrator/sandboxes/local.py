@@ -339,7 +339,7 @@ async def _teardown(
             await process.kill()
         # a signal is delivered, not awaited: gone means gone from /proc (a zombie
         # shows no marker), checked again until so
-        while await trio.to_thread.run_sync(_signal_marked, (marker_line,), signal.SIGKILL):
+        while await trio.to_thread.run_sync(_signal_marked, (marker_line,), signal.SIGKILL):  # noqa: ASYNC110 - /proc has no event to wait on
             await trio.sleep(0.02)
         await trio.to_thread.run_sync(_rmtree, base, abandon_on_cancel=True)
     if bound.cancelled_caught:
