@@ -34,6 +34,7 @@ from ..sandboxes.base import SandboxError, SandboxSpec
 from ..sessions.actor import DEFAULT_TOOLS, PRODUCTION_TOOLS
 from ..sessions.registry import REGISTRY_STREAM, UpdateSession
 from ..tokens import Purpose
+from ..web import add_web_routes
 from ._http import (
     _bearer,
     _body,
@@ -295,6 +296,7 @@ def create_api(orch: Orchestrator) -> Quart:
             policy = ToolPolicy.for_session(
                 production=production, tools=PRODUCTION_TOOLS if production else DEFAULT_TOOLS
             )
+        agent = _field(body, "agent", SHORT_LIMIT) or "claude"
         assert description is not None
         session = await orch.create_session(
             description,
@@ -303,6 +305,7 @@ def create_api(orch: Orchestrator) -> Quart:
             api_key=api_key,
             ask_infra=True,
             tool_policy=policy,
+            agent=agent,
         )
         info = await session.info()
         return _json({"sessionId": session.id, "session": info, "sessionToken": session.token}, 201)
@@ -535,6 +538,7 @@ def create_api(orch: Orchestrator) -> Quart:
         return _json({"ok": True})
 
     add_room_routes(app, orch)
+    add_web_routes(app)
     return app
 
 
