@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import trio
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, Message, ResultMessage
+from claude_agent_sdk._internal.message_parser import parse_message
 from claude_agent_sdk._internal.transport import Transport
 from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
 from claude_agent_sdk.types import AssistantMessage
@@ -229,12 +230,17 @@ class ClaudeAgent:
         send, messages = trio.open_memory_channel[Message](64)
 
         async def pump() -> None:
-            # Drained to its natural end (disconnect ends it): closing the SDK's
-            # generators early leaves its inner ones to the garbage collector.
-            received = cast(AsyncGenerator[Message, None], client.receive_messages())
+            # The query's own generator, closed here even when cancelled mid-send (the
+            # client's receive_messages wraps it in a second generator, which aclose
+            # would leave to trio's finalizer); parsed as the client parses it.
+            query = client._query
+            assert query is not None
+            received = cast(AsyncGenerator[dict[str, Any], None], query.receive_messages())
             async with send, aclosing(received) as stream:
-                async for message in stream:
-                    await send.send(message)
+                async for data in stream:
+                    message = parse_message(data)
+                    if message is not None:
+                        await send.send(message)
 
         disconnected = False
         try:
