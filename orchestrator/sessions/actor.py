@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..bridges.claude_events import CostMeter
 from ..bridges.codex import CodexAgent, CodexTurn, default_codex_home
 from ..bridges.prices import TokenMeter
 from ..gates import GateRegistry, ToolPolicy
-from ..sandboxes.base import Sandbox, SandboxProvider, SandboxSpec
+from ..sandboxes.base import Sandbox, SandboxError, SandboxProvider, SandboxSpec
 from . import workspace
 from .registry import UpdateSession
 
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 DESTROY_TIMEOUT = 30.0
+AGENT_RESTARTS = 3  # agent process restarts allowed ...
+AGENT_RESTART_WINDOW = 60.0  # ... within this many seconds
 DEFAULT_TOOLS = (
     "Read",
     "Write",
@@ -215,6 +218,13 @@ class _Failed:
     message: str
 
 
+@attrs.frozen
+class _AgentRestarting:
+    """The agent process stopped while its sandbox lives: it is started again."""
+
+    reason: str
+
+
 @attrs.define(eq=False)
 class SessionActor(Actor):
     config: SessionConfig
@@ -232,6 +242,7 @@ class SessionActor(Actor):
     _prompts: trio.MemorySendChannel[str] | None = None
     _ended: bool = False
     _turns_pending: int = 1  # the first prompt, from the start
+    _resume_id: str | None = None  # the agent's own session (thread) id, to resume
     _released: bool = False
 
     mailbox_size = 256
@@ -277,6 +288,8 @@ class SessionActor(Actor):
             await self._cost(msg.amount, msg.total)
         elif isinstance(msg, _TurnDone):
             await self._turn_done(msg)
+        elif isinstance(msg, _AgentRestarting):
+            await self._agent_restarting(msg.reason)
         elif isinstance(msg, _Failed):
             await self._emit(ev.Log(level="error", message=f"Session failed: {msg.message}"))
             await self._end("error")
@@ -333,6 +346,24 @@ class SessionActor(Actor):
             raise Refused("too many requests are queued for this session") from None
         self._turns_pending += 1
         await self._set_status("running")
+
+    async def _agent_restarting(self, reason: str) -> None:
+        """The turn that was running is lost (a failed ``session_end`` for it, so that
+        whoever waits on it goes on); prompts queued behind it are kept."""
+        if self._ended:
+            return
+        queued = self._prompts.statistics().current_buffer_used if self._prompts else 0
+        if self._turns_pending > queued:
+            self._turns_pending = queued
+            await self._emit(ev.SessionEnd(success=False))
+        await self._emit(
+            ev.Log(
+                level="error",
+                message=f"The agent process stopped ({reason}); it is started again and "
+                "resumes its conversation",
+            )
+        )
+        await self._set_status("running" if self._turns_pending else "complete")
 
     async def _cost(self, amount: float, total: float | None = None) -> None:
         total = self.meter.total if total is None else total
@@ -583,6 +614,45 @@ class SessionActor(Actor):
     async def _drive(
         self, sandbox: Sandbox, prompt: str, prompts: trio.MemoryReceiveChannel[str]
     ) -> None:
+        """Run the agent in ``sandbox``, and start it again (resuming its conversation)
+        when its process stops while the sandbox lives: at most ``AGENT_RESTARTS``
+        times in ``AGENT_RESTART_WINDOW`` seconds, then the session fails."""
+        restarts: deque[float] = deque()
+        while True:
+            try:
+                await self._drive_once(sandbox, prompt, prompts)
+                return
+            except (ActorStopped, trio.Cancelled):
+                raise
+            except Exception as exc:
+                if self._ended or prompts.statistics().open_send_channels == 0:
+                    return
+                reason = str(exc) or type(exc).__name__
+                with trio.move_on_after(30):
+                    alive = await sandbox.is_alive()
+                if not alive:
+                    raise SandboxError(f"the sandbox is gone ({reason})") from exc
+                now = trio.current_time()
+                while restarts and now - restarts[0] > AGENT_RESTART_WINDOW:
+                    restarts.popleft()
+                if len(restarts) >= AGENT_RESTARTS:
+                    raise RuntimeError(
+                        f"the agent process stopped {len(restarts) + 1} times within "
+                        f"{AGENT_RESTART_WINDOW:g}s; last: {reason}"
+                    ) from exc
+                restarts.append(now)
+                logger.warning("session %s: agent stopped: %s", self.config.session_id, reason)
+                await self._report(_AgentRestarting(reason))
+                if self._resume_id:
+                    self.config = attrs.evolve(self.config, resume=self._resume_id)
+                try:
+                    prompt = await prompts.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+
+    async def _drive_once(
+        self, sandbox: Sandbox, prompt: str, prompts: trio.MemoryReceiveChannel[str]
+    ) -> None:
         """Run the agent in ``sandbox``: ``prompt`` first, then each prompt queued."""
         config = self.config
         if config.agent == "codex":
@@ -635,6 +705,7 @@ class SessionActor(Actor):
         )
 
         async def on_turn(result: ResultMessage) -> None:
+            self._resume_id = agent.session_id or self._resume_id
             success = result.subtype == "success" and not result.is_error
             await self._report(_TurnDone(success, agent.session_id, self.meter.total))
 
@@ -685,6 +756,7 @@ class SessionActor(Actor):
         self._agent = agent
 
         async def on_turn(turn: CodexTurn) -> None:
+            self._resume_id = turn.thread_id or self._resume_id
             await self._report(_TurnDone(turn.success, turn.thread_id, meter.total))
 
         await self._report(

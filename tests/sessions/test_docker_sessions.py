@@ -152,16 +152,19 @@ async def test_cancel_during_container_creation_leaves_nothing(
     assert await leftovers(docker_client, docker_limiter, provider) == []
 
 
-async def test_a_killed_agent_fails_the_session_and_removes_the_container(
+async def test_a_killed_agent_is_started_again_in_its_container(
     tmp_path: Path,
     provider: DockerProvider,
     docker_client: docker.DockerClient,
     docker_limiter: trio.CapacityLimiter,
 ) -> None:
     slow_turn = Turn(blocks=(WRITE_FILE.blocks[0],), delay=60.0)
-    async with scripted([slow_turn], tmp_path, provider) as (_models, orch):
+    async with scripted([slow_turn, "Back."], tmp_path, provider) as (models, orch):
         session = await orch.create_session("x", freeform=True)
-        await collect_until(session, "session_start", timeout=90)
+        start = await collect_until(session, "session_start", timeout=90)
+        with trio.fail_after(60):  # the slow turn is being answered: kill it then
+            while not models.main_requests():  # noqa: ASYNC110 - no event to wait on
+                await trio.sleep(0.05)
         sandbox = await orch.sandbox_of(session.id)
         assert sandbox is not None
         # the image has no pkill: find the CLI among the container's processes (host
@@ -172,6 +175,15 @@ async def test_a_killed_agent_fails_the_session_and_removes_the_container(
         assert pids
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        await wait_status(session, "error", timeout=60)
+        items = await collect_until(session, "log", offset=start[-1].offset, timeout=60)
+        assert "started again" in items[-1].raw["message"]
+        assert [i.raw["success"] for i in items if i.event.type == "session_end"] == [False]
+        assert len(await provider.list_owned()) == 1  # the container lives on
+        await session.send("again")
+        after = await collect_until(session, "session_end", offset=items[-1].offset, timeout=90)
+        assert [i.event.text for i in after if isinstance(i.event, ev.AssistantMessage)] == [
+            "Back."
+        ]
+        await session.delete()
         await gone(provider)
     assert await leftovers(docker_client, docker_limiter, provider) == []

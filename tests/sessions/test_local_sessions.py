@@ -6,15 +6,17 @@ Each path that ends a session is checked to leave no sandbox behind."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import trio
 
 from orchestrator import events as ev
-from orchestrator.core import OrchestratorError, bundled_claude_cli
-from orchestrator.models import Turn, Usage
-from orchestrator.sandboxes.base import Sandbox, SandboxError, SandboxInfo, SandboxSpec
+from orchestrator.core import OrchestratorError, Session, bundled_claude_cli
+from orchestrator.models import ModelServer, Turn, Usage
+from orchestrator.sandboxes.base import Sandbox, SandboxError, SandboxSpec
 from orchestrator.sandboxes.local import LocalProvider
 
 from .support import DONE, WRITE_FILE, collect_until, scripted, types_of, wait_status
@@ -155,20 +157,78 @@ async def test_cancel_during_creation_leaves_nothing(tmp_path: Path) -> None:
         assert not end.success
 
 
-async def test_a_killed_agent_fails_the_session_and_removes_the_sandbox(tmp_path: Path) -> None:
+def agent_pids(session_id: str) -> list[int]:
+    """The session's Claude Code processes, seen from the host (each exec of a local
+    sandbox has a PID namespace of its own: a pkill inside one sees only itself)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if argv[0].endswith(b"/claude") and session_id.encode() in environ:
+            found.append(int(name))
+    return found
+
+
+async def kill_agent(session: Session, models: ModelServer, turns: int) -> None:
+    """Wait until the agent asked the model for its turn ``turns`` (so that the turn is
+    taken), then kill -9 its process."""
+    with trio.fail_after(30):
+        while len(models.main_requests()) < turns:  # noqa: ASYNC110 - no event to wait on
+            await trio.sleep(0.05)
+        while not (pids := agent_pids(session.id)):  # noqa: ASYNC110 - /proc has no event
+            await trio.sleep(0.05)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_killed_agent_is_started_again_and_resumes(tmp_path: Path) -> None:
     provider = local(tmp_path)
-    slow_turn = Turn(blocks=(WRITE_FILE.blocks[0],), delay=30.0)
-    async with scripted([slow_turn], tmp_path, provider) as (_models, orch):
+    slow_turn = Turn(blocks=(WRITE_FILE.blocks[0],), delay=60.0)
+    async with scripted(["First.", slow_turn, "After the restart."], tmp_path, provider) as (
+        models,
+        orch,
+    ):
         session = await orch.create_session("x", freeform=True)
-        await collect_until(session, "session_start")
-        sandbox = await orch.sandbox_of(session.id)
-        assert sandbox is not None
-        owned: list[SandboxInfo] = await provider.list_owned()
-        assert len(owned) == 1
-        result = await sandbox.exec(["pkill", "-KILL", "-f", "claude"])
-        assert result.exit_code in (0, 1)
+        first = await collect_until(session, "session_end")
+        await session.send("take your time")
+        await collect_until(session, "session_start", offset=first[-1].offset)
+        await kill_agent(session, models, 2)
+        lost = await collect_until(session, "log", offset=first[-1].offset)
+        ends = [i.event for i in lost if isinstance(i.event, ev.SessionEnd)]
+        assert [e.success for e in ends] == [False]  # the turn in progress is lost
+        assert "started again" in lost[-1].raw["message"]
+        info = await wait_status(session, "complete")
+        assert info["status"] == "complete"
+        assert len(await provider.list_owned()) == 1  # the sandbox lives on
+        await session.send("and now?")
+        after = await collect_until(session, "session_end", offset=lost[-1].offset)
+        texts = [i.event.text for i in after if isinstance(i.event, ev.AssistantMessage)]
+        assert texts == ["After the restart."]
+        # a new process, resuming the conversation: the first exchange came with it
+        assert "First." in json.dumps(models.main_requests()[-1].messages)
+
+
+async def test_an_agent_killed_too_often_fails_the_session(tmp_path: Path) -> None:
+    provider = local(tmp_path)
+    slow_turn = Turn(blocks=(WRITE_FILE.blocks[0],), delay=60.0)
+    async with scripted(["First."] + [slow_turn] * 5, tmp_path, provider) as (models, orch):
+        session = await orch.create_session("x", freeform=True)
+        offset = (await collect_until(session, "session_end"))[-1].offset
+        for attempt in range(4):
+            await session.send(f"attempt {attempt}")
+            offset = (await collect_until(session, "session_start", offset=offset))[-1].offset
+            await kill_agent(session, models, attempt + 2)
+            if attempt < 3:
+                offset = (await collect_until(session, "log", offset=offset))[-1].offset
         info = await wait_status(session, "error", timeout=30)
         assert info["status"] == "error"
+        failed = await collect_until(session, "log", offset=offset)
+        assert "4 times within 60s" in failed[-1].raw["message"]
         assert await provider.list_owned() == []
 
 
