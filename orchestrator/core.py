@@ -28,9 +28,10 @@ import claude_agent_sdk
 import trio
 
 from actors import ActorRef, ActorStopped, ActorSystem, Refused
-from transport import AppendRequest, DiskStore, MemoryStore, Store, StreamError, StreamNotFound
+from transport import AppendRequest, DiskStore, MemoryStore, RemoteStore, Store, StreamError
 
 from . import events as ev
+from .api._limits import admission_refusal
 from .bridges.codex_cli import codex_binary
 from .config import Settings
 from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
@@ -74,6 +75,7 @@ from .sessions.registry import (
     UpdateRoom,
     UpdateSession,
 )
+from .streams import EventItem, read_events, split_position
 from .tokens import Purpose, TokenSigner, load_or_create_secret
 
 __all__ = [
@@ -110,16 +112,6 @@ class OrchestratorError(Exception):
 def bundled_claude_cli() -> Path:
     """The Claude Code binary bundled in the pinned claude-agent-sdk."""
     return Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-
-
-@attrs.frozen
-class EventItem:
-    """One event read from a session's stream, with the offset after it."""
-
-    event: ev.Event
-    source: ev.Source | None
-    offset: str
-    raw: dict[str, Any]
 
 
 class Session:
@@ -176,52 +168,6 @@ class Session:
                 if item.event.type in types:
                     return item
         raise OrchestratorError(f"the session's stream ended before {types}", 404)
-
-
-async def read_events(
-    store: Store, path: str, offset: str = "-1", *, follow: bool = True, wait: float = 20.0
-) -> AsyncGenerator[EventItem, None]:
-    """The events of the stream at ``path`` from ``offset``, each with the position
-    after it; with ``follow``, waits for more until left (or the stream is deleted).
-
-    A store offset marks the end of one append, and one append may hold several
-    records (a gate's announcement and its record): a record before the last of its
-    append gets the position ``<offset of the append's start>~<records to skip>``,
-    so every record's position is its own and resuming from it repeats nothing."""
-    offset, skip = split_position(offset)
-    while True:
-        try:
-            page = await store.read(path, offset, wait=wait if follow else 0.0)
-        except StreamNotFound:
-            return
-        start = offset
-        for index, chunk in enumerate(page.chunks):
-            # each chunk is one append: its values, comma-joined
-            end = page.ends[index] if index < len(page.ends) else page.next_offset
-            values = json.loads(b"[" + chunk + b"]")
-            for position, record in enumerate(values):
-                if position < skip or not isinstance(record, dict):
-                    continue
-                event, source = ev.event_from_json(record)
-                last = position == len(values) - 1
-                after = end if last else f"{start}~{position + 1}"
-                yield EventItem(event, source, after, record)
-            skip = 0
-            start = end
-        offset = page.next_offset
-        if not follow and page.up_to_date:
-            return
-
-
-def split_position(position: str) -> tuple[str, int]:
-    """A position of :func:`read_events`: the store offset and how many records of
-    the append there to skip. Raises ValueError for a malformed one."""
-    offset, sep, count = position.partition("~")
-    if not sep:
-        return offset, 0
-    if not count.isdigit() or len(count) > 6 or int(count) < 1:
-        raise ValueError(f"not a stream position: {position!r}")
-    return offset, int(count)
 
 
 class Room:
@@ -374,7 +320,12 @@ class Orchestrator:
             self._signer = TokenSigner(load_or_create_secret(data_dir / "secret"))
             self._server_id = _server_id(data_dir / "server-id")
             if self._store is None:
-                self._store = MemoryStore() if self._memory else DiskStore(data_dir / "streams")
+                if self.settings.streams_url and not self._memory:
+                    self._store = RemoteStore(self.settings.streams_url)
+                elif self._memory:
+                    self._store = MemoryStore()
+                else:
+                    self._store = DiskStore(data_dir / "streams")
                 await stack.enter_async_context(self._store)
             if self._provider is None:
                 self._provider = await make_provider(
@@ -509,6 +460,9 @@ class Orchestrator:
         hold: bool = False,
         agent: str = "claude",
     ) -> Session:
+        refusal = await admission_refusal(self)  # caps and free memory (api/_limits)
+        if refusal is not None:
+            raise OrchestratorError(refusal, 503)
         settings = self.settings
         if agent not in AGENTS:
             raise OrchestratorError(f"Validation failed: agent must be one of {list(AGENTS)}")

@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._local import DiskStore, LocalStore, MemoryStore
 from ._offsets import format_offset, parse_offset
+from ._remote import RemoteStore
 from ._subscriptions import (
     SubscriptionError,
     SubscriptionManager,
@@ -92,6 +93,7 @@ __all__ = [
     "ProducerFailed",
     "ProtocolError",
     "ReadResult",
+    "RemoteStore",
     "RetryPolicy",
     "SequenceGap",
     "ServerSettings",

@@ -347,14 +347,19 @@ def describe(response: httpx.Response, what: str) -> str:
     return text
 
 
-def error_for(response: httpx.Response, what: str) -> StreamError:
-    """The error a refusal stands for, as the server's own class where it has one."""
+def error_for(response: httpx.Response, what: str, *, with_context: bool = True) -> StreamError:
+    """The error a refusal stands for, as the server's own class where it has one.
+
+    ``with_context``: the protocol errors also carry every ``Stream-*`` / ``Producer-*``
+    header of the answer (lower-cased), not only the ones their class sets; a
+    :class:`~transport.Store` passes False so that its errors carry exactly the headers
+    the embedded stores' do."""
     status = response.status_code
     headers = response.headers
     context = protocol_headers(headers)
     message = describe(response, what)
     if status == 400:
-        return BadRequest(message, headers=context)
+        return BadRequest(message, headers=context if with_context else None)
     epoch = optional_int(headers, PRODUCER_EPOCH, what) if status == 403 else None
     if epoch is not None:
         error: ProtocolError = Fenced(
@@ -386,7 +391,8 @@ def error_for(response: httpx.Response, what: str) -> StreamError:
         return StreamUnavailable(message, status=status, headers=context)
     else:
         return UnexpectedStatus(message, status=status, headers=context)
-    error.headers.update(context)
+    if with_context:
+        error.headers.update(context)
     return error
 
 

@@ -31,18 +31,20 @@ import math
 import uuid
 from collections import deque
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any
 
 import attrs
 import trio
 
 from actors import Actor, ActorRef, ActorStopped, Refused
-from transport import AppendRequest, CreateRequest, Store, StreamNotFound
+from transport import AppendRequest, CreateRequest, Store
 
 from .. import events as ev
 from ..gates import Gate, GateClosed, GateExists, GateRegistry
 from ..sessions.actor import Busy, Deliver, Finish, Iterate, Release, session_stream
 from ..sessions.registry import UpdateRoom
+from ..streams import read_events
 from .parser import RoomMessage, parse_room_message
 from .stuck import StuckDetector, StuckPolicy
 
@@ -527,20 +529,14 @@ class RoomRouterActor(Actor):
         self.ctx.nursery.start_soon(self._tail, participant.session_id, participant.offset, scope)
 
     async def _tail(self, session_id: str, offset: str, scope: trio.CancelScope) -> None:
-        """Read the participant's session stream and hand the router what matters."""
+        """Read the participant's session stream and hand the router what matters,
+        each record with its own position (what a restart resumes from)."""
         path = session_stream(session_id)
         with scope:
-            while True:
-                try:
-                    page = await self.store.read(path, offset, wait=TAIL_WAIT)
-                except StreamNotFound:
-                    return
-                for index, chunk in enumerate(page.chunks):
-                    end = page.ends[index] if index < len(page.ends) else page.next_offset
-                    for record in json.loads(b"[" + chunk + b"]"):
-                        if isinstance(record, dict) and record.get("type") in _WATCHED:
-                            await self.ctx.ref.send(_Output(session_id, record, end))
-                offset = page.next_offset
+            async with aclosing(read_events(self.store, path, offset, wait=TAIL_WAIT)) as items:
+                async for item in items:
+                    if item.raw.get("type") in _WATCHED:
+                        await self.ctx.ref.send(_Output(session_id, item.raw, item.offset))
 
     # -- what the agents say -----------------------------------------------------------
 
