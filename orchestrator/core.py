@@ -34,6 +34,7 @@ from . import events as ev
 from .api._limits import admission_refusal
 from .bridges.codex_cli import codex_binary
 from .config import Settings
+from .errors import StoreUnavailable
 from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
 from .rooms import actor as rooms
 from .rooms.actor import RoomConfig, RoomRouterActor, room_stream
@@ -507,7 +508,7 @@ class Orchestrator:
         }
         if api_key is not None and not settings.production:
             await self._keys.save(session_id, api_key)  # for a resume after a restart
-        await self.registry.ask(RegisterSession(info))
+        await self._reg(RegisterSession(info))
         await self._spawn_session(config)
         return Session(self, session_id)
 
@@ -552,7 +553,7 @@ class Orchestrator:
                 )
             except StreamError:
                 pass
-            await self.registry.ask(UpdateSession(session_id, {"status": "error", "ended": True}))
+            await self._reg(UpdateSession(session_id, {"status": "error", "ended": True}))
 
     async def _respawn(self, info: dict[str, Any], sandbox: Sandbox | None) -> None:
         session_id = str(info["id"])
@@ -574,7 +575,7 @@ class Orchestrator:
             spent_usd=float(info.get("totalCostUsd") or 0.0),
         )
         if sandbox is not None and info.get("status") == "running":
-            await self.registry.ask(UpdateSession(session_id, {"status": "complete"}))
+            await self._reg(UpdateSession(session_id, {"status": "complete"}))
         await self._spawn_session(config, reattach=sandbox)
 
     def _agent_env(self, agent: str, api_key: str | None) -> dict[str, str]:
@@ -642,12 +643,19 @@ class Orchestrator:
         return Session(self, session_id)
 
     async def session_info(self, session_id: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self.registry.ask(GetSession(session_id))
+        found: dict[str, Any] | None = await self._reg(GetSession(session_id))
         return found
 
     async def sessions(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = await self.registry.ask(ListSessions())
+        found: list[dict[str, Any]] = await self._reg(ListSessions())
         return found
+
+    async def _reg(self, msg: object) -> Any:
+        """Ask the registry; a store that refuses the write is a 503, not a crash."""
+        try:
+            return await self.registry.ask(msg)
+        except StoreUnavailable as exc:
+            raise OrchestratorError(str(exc), 503) from None
 
     def _actor(self, session_id: str) -> ActorRef | None:
         assert self._system is not None
@@ -663,6 +671,8 @@ class Orchestrator:
             raise OrchestratorError("Container is not running", 400)
         try:
             return await actor.ask(msg, timeout=120)
+        except StoreUnavailable as exc:
+            raise OrchestratorError(str(exc), 503) from None
         except Refused as exc:
             raise OrchestratorError(str(exc), 400) from None
         except ActorStopped:
@@ -697,7 +707,7 @@ class Orchestrator:
             "local": True,
             "totalCostUsd": 0,
         }
-        await self.registry.ask(RegisterSession(info))
+        await self._reg(RegisterSession(info))
         await self._start_hosted(session_id)
         return Session(self, session_id)
 
@@ -705,11 +715,11 @@ class Orchestrator:
         """The session a local transcript feeds, made on its first hook (one per path,
         even when hooks race; the mapping survives restarts)."""
         async with self._hook_lock:
-            session_id: str | None = await self.registry.ask(LookupTranscript(transcript_path))
+            session_id: str | None = await self._reg(LookupTranscript(transcript_path))
             if session_id is None:
                 name = PurePosixPath(cwd).name if cwd else ""
                 session = await self.create_local_session(project_name=name or "local-session")
-                await self.registry.ask(MapTranscript(transcript_path, session.id))
+                await self._reg(MapTranscript(transcript_path, session.id))
                 return session
         await self._start_hosted(session_id)
         return Session(self, session_id)
@@ -751,7 +761,7 @@ class Orchestrator:
             await actor.stop()
         if await self.session_info(session_id) is None:
             raise OrchestratorError("Session not found", 404)
-        await self.registry.ask(RemoveSession(session_id))
+        await self._reg(RemoveSession(session_id))
         await self._keys.forget(session_id)
 
     # -- rooms -------------------------------------------------------------------------
@@ -770,6 +780,8 @@ class Orchestrator:
                 actor = self._room_actor(room_id) or await self._restore_router(info)
         try:
             return await actor.ask(msg, timeout=180)
+        except StoreUnavailable as exc:
+            raise OrchestratorError(str(exc), 503) from None
         except Refused as exc:
             status = 409 if str(exc) == "The room is closed" else 400
             raise OrchestratorError(str(exc), status) from None
@@ -777,11 +789,11 @@ class Orchestrator:
             raise OrchestratorError("The room is closed", 409) from None
 
     async def room_info(self, room_id: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self.registry.ask(GetRoom(room_id))
+        found: dict[str, Any] | None = await self._reg(GetRoom(room_id))
         return found
 
     async def rooms(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = await self.registry.ask(ListRooms())
+        found: list[dict[str, Any]] = await self._reg(ListRooms())
         return found
 
     def room(self, room_id: str) -> Room:
@@ -866,7 +878,7 @@ class Orchestrator:
             "sessions": [],
             "settings": config.to_json(),
         }
-        await self.registry.ask(RegisterRoom(info))
+        await self._reg(RegisterRoom(info))
         await self._spawn_router(room_id, name, config, history=history)
         return Room(self, room_id)
 
@@ -895,7 +907,7 @@ class Orchestrator:
         if info is None:
             raise OrchestratorError("Room not found", 404)
         update = {"code": _invite_code(), "epoch": int(info.get("epoch", 0)) + 1}
-        await self.registry.ask(UpdateRoom(room_id, update))
+        await self._reg(UpdateRoom(room_id, update))
         return {"code": update["code"], "roomToken": await self.room_token(room_id)}
 
     async def room_state(self, room_id: str) -> dict[str, Any]:

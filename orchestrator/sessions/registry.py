@@ -14,8 +14,9 @@ from typing import Any
 import attrs
 
 from actors import Actor, Refused
-from transport import AppendRequest, CreateRequest, Store
+from transport import AppendRequest, CreateRequest, Store, StreamError
 
+from ..errors import StoreUnavailable
 from ..events import now_ts
 
 __all__ = [
@@ -152,6 +153,12 @@ class RegistryActor(Actor):
         self._apply(record)
 
     async def handle(self, msg: Any) -> Any:
+        try:
+            return await self._handle(msg)
+        except StreamError as exc:  # answered, not a crash: nothing was recorded
+            raise StoreUnavailable(f"The event store refused the write: {exc}") from exc
+
+    async def _handle(self, msg: Any) -> Any:
         if isinstance(msg, RegisterSession):
             info = {**msg.info, "lastActiveAt": now_ts()}
             await self._record({"type": "session_registered", "session": info, "ts": now_ts()})
