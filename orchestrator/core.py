@@ -47,7 +47,7 @@ from .rooms.roles import (
     room_files,
 )
 from .rooms.stuck import StuckPolicy
-from .sandboxes import make_provider
+from .sandboxes import MultiDockerProvider, make_provider
 from .sandboxes.base import Sandbox, SandboxProvider, validate_name
 from .sessions.actor import (
     PRODUCTION_TOOLS,
@@ -336,6 +336,7 @@ class Orchestrator:
                     image=self.settings.image,
                     claude_binary=bundled_claude_cli(),
                     codex_binary=codex_binary(),
+                    hosts=self.settings.docker_hosts,
                 )
                 await stack.enter_async_context(self._provider)
             self._system = await stack.enter_async_context(ActorSystem(shutdown_timeout=60))
@@ -348,6 +349,9 @@ class Orchestrator:
                 if info.get("status") == "running":
                     await self._gates.restore(str(info["id"]))
             await self._recover()
+            if isinstance(self._provider, MultiDockerProvider):
+                # an engine that comes back is reaped of sandboxes of ended sessions
+                self._provider.keep = self._keeps_sandbox
             # Open rooms are rebuilt from their streams, with the message gates of their
             # participants (which wait on the room, whatever their sessions' status).
             for room in await self.rooms():
@@ -554,6 +558,10 @@ class Orchestrator:
             except StreamError:
                 pass
             await self._reg(UpdateSession(session_id, {"status": "error", "ended": True}))
+
+    async def _keeps_sandbox(self, session_id: str) -> bool:
+        info = await self.session_info(session_id)
+        return info is not None and not info.get("ended")
 
     async def _respawn(self, info: dict[str, Any], sandbox: Sandbox | None) -> None:
         session_id = str(info["id"])

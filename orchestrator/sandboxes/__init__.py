@@ -1,12 +1,14 @@
-"""Sandbox providers: Docker and local.
+"""Sandbox providers: Docker (one engine or several) and local.
 
 :func:`make_provider` picks one: ``docker``, ``local``, or ``auto`` (Docker when an
-engine answers, local otherwise).
+engine answers, local otherwise). Given a list of Docker hosts, Docker means
+:class:`MultiDockerProvider`: sandboxes placed across those engines.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +29,7 @@ from .base import (
 )
 from .docker import DEFAULT_IMAGE, DockerProcess, DockerProvider, DockerSandbox, connect_engine
 from .local import LocalProcess, LocalProvider, LocalSandbox
+from .multi import HostStatus, MultiDockerProvider
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -35,9 +38,11 @@ __all__ = [
     "DockerProvider",
     "DockerSandbox",
     "ExecResult",
+    "HostStatus",
     "LocalProcess",
     "LocalProvider",
     "LocalSandbox",
+    "MultiDockerProvider",
     "Network",
     "Process",
     "ProviderKind",
@@ -67,15 +72,43 @@ async def make_provider(
     codex_binary: Path | None = None,
     limiter: trio.CapacityLimiter | None = None,
     client: docker.DockerClient | None = None,
+    hosts: Sequence[str] = (),
 ) -> SandboxProvider:
     """A provider of ``kind``. ``auto``: Docker when an engine answers (``client``, or
     the one the environment names), else local sandboxes under ``root``. ``root`` is
     needed whenever the answer may be local; the Docker options are ignored there.
 
+    ``hosts`` (``DOCKER_HOST`` values): Docker is a :class:`MultiDockerProvider` over
+    those engines, which answers when one of them does (the others are retried on use).
+
     Raises SandboxError for ``docker`` without an engine, ValueError for a bad kind or a
     missing root."""
     if kind not in ("docker", "local", "auto"):
         raise ValueError(f"unknown sandbox provider {kind!r}: docker, local or auto")
+    if hosts and kind != "local":
+        if client is not None:
+            raise ValueError("give a Docker client or a list of Docker hosts, not both")
+        multi = MultiDockerProvider(
+            server_id,
+            hosts,
+            image=image,
+            network=network,
+            claude_binary=claude_binary,
+            codex_binary=codex_binary,
+            limiter=limiter,
+        )
+        try:
+            await multi.connect()
+            return multi
+        except SandboxError as exc:
+            await multi.aclose()
+            if kind == "docker":
+                raise
+            logger.warning("no Docker engine (%s): local sandboxes", exc)
+        except BaseException:
+            await multi.aclose()
+            raise
+        kind = "local"
     owned = False
     if kind != "local" and client is None:
         try:

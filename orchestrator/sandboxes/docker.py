@@ -15,7 +15,9 @@ environment, so every exec (and a re-attached sandbox) has it.
 
 Container and volume carry the labels ``agent-orchestrator.server``,
 ``agent-orchestrator.session`` and ``agent-orchestrator.project``: a restarted server
-finds, re-attaches or removes what it left behind by them.
+finds, re-attaches or removes what it left behind by them. The container also carries
+its memory limit (``agent-orchestrator.memory``, bytes, 0 = none), which
+:meth:`DockerProvider.usage` adds up for placement across several engines (``multi``).
 
 Commands are docker execs of argument lists (no shell), attached through the hijacked
 socket of ``exec_start`` and read from trio (see ``_docker_stream``). Docker reports no
@@ -29,17 +31,20 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import os
 import posixpath
 import secrets
 import socket
 import tarfile
+import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, Protocol, TypeVar, final
 
+import attrs
 import docker
 import docker.errors
 import requests.exceptions
@@ -84,11 +89,16 @@ __all__ = [
     "CLAUDE_PATH",
     "CODEX_PATH",
     "DEFAULT_IMAGE",
+    "LABEL_MEMORY",
     "WORKSPACE",
     "DockerProcess",
     "DockerProvider",
     "DockerSandbox",
+    "EngineGuard",
+    "EngineUsage",
     "connect_engine",
+    "probe_engine",
+    "unreachable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,6 +112,7 @@ WORKSPACE = "/workspace"
 CLAUDE_PATH = "/opt/claude/claude"
 CODEX_PATH = "/opt/codex/codex"
 IDLE_COMMAND: Final = ["sleep", "infinity"]
+LABEL_MEMORY = "agent-orchestrator.memory"  # the container's memory limit, bytes (0: none)
 
 KILL_TIMEOUT = 10.0  # from the first SIGKILL until docker reports the exec gone
 _SIGNAL_TIMEOUT = 10.0
@@ -123,6 +134,8 @@ done
 exit $found
 """
 
+_COLLECTING = threading.Lock()
+
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
 
@@ -132,15 +145,49 @@ def _explain(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def connect_engine(timeout: float = 30.0) -> docker.DockerClient:
-    """A client of the engine the environment names (``DOCKER_HOST`` or the default
-    socket), speaking that engine's API version. Raises SandboxError when none answers.
-    Blocking: call it in a worker thread."""
-    # Ask with the oldest API version first, so a failed probe leaves no socket open,
-    # then speak the engine's own version.
+def unreachable(exc: BaseException) -> bool:
+    """Whether an engine call failed because the engine did not answer (no connection,
+    a time-out, a connection cut mid-answer), not because it answered with an error."""
+    if isinstance(exc, requests.exceptions.HTTPError):  # docker.errors.APIError too
+        return False
+    if isinstance(exc, requests.exceptions.RequestException):
+        return isinstance(
+            exc,
+            requests.exceptions.ConnectionError
+            | requests.exceptions.Timeout
+            | requests.exceptions.ChunkedEncodingError,
+        )
+    return isinstance(exc, OSError)
+
+
+def _from_env(base_url: str | None, version: str, timeout: float) -> docker.DockerClient:
+    """A client of ``base_url`` (else the engine the environment names); the
+    environment's TLS settings (``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``) apply."""
+    environment = None if base_url is None else {**os.environ, "DOCKER_HOST": base_url}
+    return docker.from_env(version=version, timeout=int(timeout), environment=environment)
+
+
+def connect_engine(timeout: float = 30.0, base_url: str | None = None) -> docker.DockerClient:
+    """A client of the engine at ``base_url`` (a ``DOCKER_HOST`` value), else of the one
+    the environment names (``DOCKER_HOST`` or the default socket), speaking that
+    engine's API version. Raises SandboxError when none answers. Blocking: call it in
+    a worker thread."""
+    return _from_env(base_url, probe_engine(timeout, base_url), timeout)
+
+
+def probe_engine(timeout: float = 30.0, base_url: str | None = None) -> str:
+    """The API version of the engine at ``base_url`` (else the environment's), asked
+    with a fresh connection; SandboxError when none answers within ``timeout``.
+    Blocking."""
+    # A unix socket that is not there: no engine, and no socket of ours to leak.
+    url = base_url or os.environ.get("DOCKER_HOST") or ""
+    if url.startswith("unix://") and not os.path.exists(url.removeprefix("unix://")):
+        raise SandboxError(f"no Docker engine answers (no socket {url})")
+    # Ask with the oldest API version (the probe needs no more), so a failed probe
+    # leaves no socket open; the client then speaks the engine's own version.
     reason = version = ""
     try:
-        probe = docker.from_env(version="1.24", timeout=int(timeout))
+        probe = _from_env(base_url, "1.24", timeout)
     except docker.errors.DockerException as exc:
         raise SandboxError(f"no Docker engine: {exc}") from None
     try:
@@ -152,11 +199,35 @@ def connect_engine(timeout: float = 30.0) -> docker.DockerClient:
     if reason:
         # docker-py leaves the socket of a failed connect open: collect it now (the
         # traceback that held it is gone) rather than warn at some later collection.
-        with warnings.catch_warnings():
+        # One thread at a time: the warning filters are the process's.
+        with _COLLECTING, warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
         raise SandboxError(reason)
-    return docker.from_env(version=version, timeout=int(timeout))
+    return version
+
+
+class EngineGuard(Protocol):
+    """Watches one engine's health for its provider (several engines: ``multi``).
+
+    ``check`` runs before every engine call of the provider and of its sandboxes and
+    processes; it raises SandboxError to refuse the call at once (the engine is known
+    to be down). ``unreachable`` is told of a call the engine did not answer and gives
+    the error to raise."""
+
+    async def check(self) -> None: ...
+
+    def unreachable(self, what: str, exc: BaseException) -> SandboxError: ...
+
+
+@attrs.frozen
+class EngineUsage:
+    """What this server has running on one engine (:meth:`DockerProvider.usage`)."""
+
+    memory_total: int  # the engine's MemTotal, bytes
+    sandboxes: int  # this server's running containers
+    memory_reserved: int  # the sum of their memory limits, bytes
+    sessions: frozenset[str]  # their sessions
 
 
 @final
@@ -165,20 +236,31 @@ class _Engine:
     limiter; engine errors become SandboxError."""
 
     def __init__(
-        self, client: docker.DockerClient, limiter: trio.CapacityLimiter, cpus: int
+        self,
+        client: docker.DockerClient,
+        limiter: trio.CapacityLimiter,
+        cpus: int,
+        memory: int = 0,
+        guard: EngineGuard | None = None,
     ) -> None:
         self.api = client.api
         self._limiter = limiter
         self.cpus = cpus  # the engine's: a container may not ask for more
+        self.memory = memory  # the engine's MemTotal
+        self._guard = guard
 
     async def call(self, fn: Callable[[], T], what: str, *, abandon: bool = False) -> T:
         """``abandon``: on cancellation stop waiting for the thread (its result is
         lost); only for calls whose effect a later cleanup does not depend on."""
+        if self._guard is not None:
+            await self._guard.check()
         try:
             return await trio.to_thread.run_sync(
                 fn, limiter=self._limiter, abandon_on_cancel=abandon
             )
         except _ENGINE_ERRORS as exc:
+            if self._guard is not None and unreachable(exc):
+                raise self._guard.unreachable(what, exc) from exc
             raise SandboxError(f"{what}: {_explain(exc)}") from exc
 
 
@@ -247,6 +329,8 @@ class DockerProvider(SandboxProvider):
     unless ``close_client``); without one the provider connects on first use. A client
     the provider owns is closed by ``aclose``.
     ``limiter`` bounds the worker threads of blocking SDK calls.
+    ``labels``: more labels for its containers and volumes (not the ownership ones).
+    ``guard``: told of every engine call (see :class:`EngineGuard`).
     """
 
     runtime = "docker"
@@ -265,8 +349,12 @@ class DockerProvider(SandboxProvider):
         app_command: Sequence[str] = APP_COMMAND,
         app_port: int = APP_PORT,
         destroy_timeout: float = 30.0,
+        labels: Mapping[str, str] | None = None,
+        guard: EngineGuard | None = None,
     ) -> None:
         self.server_id = validate_id(server_id, "server id")
+        self.labels = dict(labels or {})
+        self._guard = guard
         self.image = image
         self.network = network
         self.claude_binary = claude_binary
@@ -288,11 +376,22 @@ class DockerProvider(SandboxProvider):
                         connect_engine, limiter=self._limiter
                     )
                 client = self._client
+                what = "ask the engine about itself"
+                if self._guard is not None:
+                    await self._guard.check()
                 try:
                     info = await trio.to_thread.run_sync(client.info, limiter=self._limiter)
                 except _ENGINE_ERRORS as exc:
-                    raise SandboxError(f"ask the engine about itself: {_explain(exc)}") from exc
-                self._engine_ = _Engine(client, self._limiter, int(info.get("NCPU") or 1))
+                    if self._guard is not None and unreachable(exc):
+                        raise self._guard.unreachable(what, exc) from exc
+                    raise SandboxError(f"{what}: {_explain(exc)}") from exc
+                self._engine_ = _Engine(
+                    client,
+                    self._limiter,
+                    int(info.get("NCPU") or 1),
+                    int(info.get("MemTotal") or 0),
+                    self._guard,
+                )
             return self._engine_
 
     async def aclose(self) -> None:
@@ -321,6 +420,7 @@ class DockerProvider(SandboxProvider):
         api = engine.api
         name = f"ao-{session_id}-{secrets.token_hex(4)}"
         labels = {
+            **self.labels,
             LABEL_SERVER: self.server_id,
             LABEL_SESSION: session_id,
             LABEL_PROJECT: spec.project_name,
@@ -350,7 +450,11 @@ class DockerProvider(SandboxProvider):
                 command=IDLE_COMMAND,
                 user=AGENT_USER,
                 environment=environment,
-                labels={**labels, LABEL_VOLUME: name},
+                labels={
+                    **labels,
+                    LABEL_VOLUME: name,
+                    LABEL_MEMORY: str(spec.memory_bytes or 0),
+                },
                 name=name,
                 host_config=host_config,
                 detach=True,
@@ -421,6 +525,35 @@ class DockerProvider(SandboxProvider):
             if v["Name"] not in used
         ]
         return found
+
+    async def usage(self) -> EngineUsage:
+        """The engine's memory and this server's running sandboxes on it, with the sum
+        of their memory limits (from their labels; a container without the label is
+        inspected)."""
+        engine = await self._engine()
+        api = engine.api
+        filters = {"label": f"{LABEL_SERVER}={self.server_id}", "status": "running"}
+
+        def count() -> EngineUsage:
+            containers = api.containers(filters=filters)
+            reserved = 0
+            sessions: set[str] = set()
+            for container in containers:
+                labels = container.get("Labels") or {}
+                sessions.add(labels.get(LABEL_SESSION, ""))
+                try:
+                    reserved += int(labels[LABEL_MEMORY])
+                    continue
+                except (KeyError, ValueError):
+                    pass
+                try:
+                    found = api.inspect_container(container["Id"])
+                except docker.errors.NotFound:
+                    continue
+                reserved += int((found.get("HostConfig") or {}).get("Memory") or 0)
+            return EngineUsage(engine.memory, len(containers), reserved, frozenset(sessions))
+
+        return await engine.call(count, "count this server's sandboxes")
 
     async def remove(self, sandbox_id: str) -> None:
         engine = await self._engine()
