@@ -38,10 +38,10 @@ import attrs
 import trio
 
 from actors import Actor, ActorRef, ActorStopped, Refused
-from transport import AppendRequest, CreateRequest, Store, StreamError
+from transport import AppendRequest, CreateRequest, Store
 
 from .. import events as ev
-from ..errors import StoreUnavailable
+from ..errors import answers_store_errors
 from ..gates import Gate, GateClosed, GateExists, GateRegistry
 from ..sessions.actor import Busy, Deliver, Finish, Iterate, Release, session_stream
 from ..sessions.registry import UpdateRoom
@@ -394,13 +394,8 @@ class RoomRouterActor(Actor):
 
     # -- messages ----------------------------------------------------------------------
 
+    @answers_store_errors
     async def handle(self, msg: Any) -> Any:
-        try:
-            return await self._handle(msg)
-        except StreamError as exc:  # answered, not a crash: nothing was recorded
-            raise StoreUnavailable(f"The event store refused the write: {exc}") from exc
-
-    async def _handle(self, msg: Any) -> Any:
         if isinstance(msg, _Output):
             await self._output(msg)
         elif isinstance(msg, _GateDone):

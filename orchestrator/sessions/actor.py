@@ -29,14 +29,14 @@ from claude_agent_sdk import (
 )
 
 from actors import Actor, ActorRef, ActorStopped, Refused, shielded
-from transport import AppendRequest, CreateRequest, Store, StreamError
+from transport import AppendRequest, CreateRequest, Store
 
 from .. import events as ev
 from ..bridges.claude import ClaudeAgent
 from ..bridges.claude_events import CostMeter
 from ..bridges.codex import CodexAgent, CodexTurn, default_codex_home
 from ..bridges.prices import TokenMeter
-from ..errors import StoreUnavailable
+from ..errors import answers_store_errors
 from ..gates import GateRegistry, ToolPolicy
 from ..sandboxes.base import Sandbox, SandboxError, SandboxProvider, SandboxSpec
 from . import workspace
@@ -282,13 +282,8 @@ class SessionActor(Actor):
 
     # -- commands ----------------------------------------------------------------------
 
+    @answers_store_errors
     async def handle(self, msg: Any) -> Any:
-        try:
-            return await self._handle(msg)
-        except StreamError as exc:  # answered, not a crash: nothing was recorded
-            raise StoreUnavailable(f"The event store refused the write: {exc}") from exc
-
-    async def _handle(self, msg: Any) -> Any:
         if isinstance(msg, _Emit):
             await self._emit(msg.event, msg.source)
         elif isinstance(msg, _Cost):

@@ -14,9 +14,9 @@ from typing import Any
 import attrs
 
 from actors import Actor, Refused
-from transport import AppendRequest, CreateRequest, Store, StreamError
+from transport import AppendRequest, CreateRequest, Store
 
-from ..errors import StoreUnavailable
+from ..errors import answers_store_errors
 from ..events import now_ts
 
 __all__ = [
@@ -152,13 +152,8 @@ class RegistryActor(Actor):
         await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
         self._apply(record)
 
+    @answers_store_errors
     async def handle(self, msg: Any) -> Any:
-        try:
-            return await self._handle(msg)
-        except StreamError as exc:  # answered, not a crash: nothing was recorded
-            raise StoreUnavailable(f"The event store refused the write: {exc}") from exc
-
-    async def _handle(self, msg: Any) -> Any:
         if isinstance(msg, RegisterSession):
             info = {**msg.info, "lastActiveAt": now_ts()}
             await self._record({"type": "session_registered", "session": info, "ts": now_ts()})

@@ -6,7 +6,6 @@ room leaves no container behind."""
 
 from __future__ import annotations
 
-import uuid
 from contextlib import aclosing
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import docker
 import pytest
 import trio
 
-from orchestrator.core import Session, bundled_claude_cli
+from orchestrator.core import Session
 from orchestrator.rooms.stuck import StuckPolicy
 from orchestrator.sandboxes import DockerProvider
 
@@ -22,19 +21,6 @@ from ..sessions.test_docker_sessions import gone, leftovers
 from .support import READY, closed, ended, messages, prompts_of, room_until, scripted_room
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def provider(
-    docker_client: docker.DockerClient, docker_limiter: trio.CapacityLimiter
-) -> DockerProvider:
-    return DockerProvider(
-        f"test-{uuid.uuid4().hex[:12]}",
-        client=docker_client,
-        limiter=docker_limiter,
-        network="host",
-        claude_binary=bundled_claude_cli(),
-    )
 
 
 async def gate_of(session: Session) -> dict[str, str]:
