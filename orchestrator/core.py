@@ -17,7 +17,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -419,6 +419,7 @@ class Orchestrator:
         tool_policy: ToolPolicy | None = None,
         tool_timeout: float | None = None,
         agent: str = "claude",
+        prepare: Callable[[Sandbox], Awaitable[None]] | None = None,
     ) -> Session:
         """A new session. ``ask_infra``: a non-freeform session waits at the
         ``infra_config`` gate (answered with ``/respond``) before its sandbox is made,
@@ -444,6 +445,7 @@ class Orchestrator:
             tool_policy=tool_policy,
             tool_timeout=tool_timeout,
             agent=agent,
+            prepare=prepare,
         )
 
     async def _create(
@@ -464,6 +466,7 @@ class Orchestrator:
         extra_info: dict[str, Any] | None = None,
         hold: bool = False,
         agent: str = "claude",
+        prepare: Callable[[Sandbox], Awaitable[None]] | None = None,
     ) -> Session:
         refusal = await admission_refusal(self)  # caps and free memory (api/_limits)
         if refusal is not None:
@@ -495,7 +498,12 @@ class Orchestrator:
         }
         config = self._session_config(session_id, description, project, freeform, runtime, env)
         config = attrs.evolve(
-            config, files=files or {}, prompt=prompt, follow_ups=follow_ups, hold=hold
+            config,
+            files=files or {},
+            prompt=prompt,
+            follow_ups=follow_ups,
+            hold=hold,
+            prepare=prepare,
         )
         info = {
             "id": session_id,

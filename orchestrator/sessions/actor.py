@@ -15,7 +15,7 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -125,6 +125,10 @@ class SessionConfig:
     files: Mapping[str, bytes] = attrs.field(factory=dict)
     prompt: str | None = None
     follow_ups: tuple[str, ...] = ()
+    # Run once the sandbox is made and its workspace written, before the agent starts
+    # (a repository cloned into it); an exception fails the session. Not restored
+    # after a restart (a re-attached sandbox was prepared already).
+    prepare: Callable[[Sandbox], Awaitable[None]] | None = None
     # Held: the first turn waits for Release (a turn-taking room schedules every turn).
     hold: bool = False
     # Which agent CLI: Claude Code, or Codex (its Responses endpoint and key).
@@ -603,6 +607,8 @@ class SessionActor(Actor):
             await workspace.prepare(sandbox, config.project_name, config.description)
             await self._report(_Emit(ev.Log(level="system", message="Project ready"), "server"))
         await workspace.write_files(sandbox, config.files)
+        if config.prepare is not None:
+            await config.prepare(sandbox)
         # a held session's first turn is the first prompt it is given (Release)
         if config.hold:
             try:
