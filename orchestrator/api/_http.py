@@ -14,6 +14,7 @@ from transport import parse_offset
 
 from ..core import EventItem, Orchestrator, OrchestratorError, split_position
 from ..gates import GateClosed, GateNotFound, InvalidAnswer
+from . import _schemas
 
 KEY_LIMIT = 1_000
 SHORT_LIMIT = 500
@@ -37,16 +38,63 @@ def _bearer() -> str | None:
     return request.args.get("token")
 
 
+class ValidationFailed(OrchestratorError):
+    """A body or query against its schema: 400 with the reference's ``details``."""
+
+    def __init__(self, details: list[str]) -> None:
+        super().__init__("Validation failed", 400)
+        self.details = details
+
+
 async def _body() -> dict[str, Any]:
+    """The JSON object of the body (an empty body is ``{}``), not yet validated."""
     raw = await request.get_data(cache=True)
     assert isinstance(raw, bytes)
     try:
-        value = json.loads(raw or b"{}")
-    except ValueError:
+        value = json.loads(raw or b"{}", parse_constant=_no_constants)
+    except (ValueError, RecursionError):
         raise OrchestratorError("Invalid JSON body") from None
     if not isinstance(value, dict):
-        raise OrchestratorError("Validation failed", 400)
+        raise ValidationFailed([f"body: expected object, got {_schemas._type_name(value)}"])
     return value
+
+
+def _route() -> _schemas.Route:
+    rule = request.url_rule
+    route = _schemas.find_route(request.method, rule.rule if rule is not None else None)
+    assert route is not None, f"{request.method} {rule} is not in the route table"
+    return route
+
+
+async def _validated() -> dict[str, Any]:
+    """The body of this request, checked against its route's schema (``_schemas``):
+    the keys the schema does not list are dropped. 400 ``Validation failed`` with
+    details, or ``Invalid JSON body``."""
+    schema = _route().body
+    assert schema is not None, "this route takes no body"
+    cleaned, errors = _schemas.validate(schema, await _body())
+    if errors:
+        raise ValidationFailed(errors)
+    assert isinstance(cleaned, dict)
+    return cleaned
+
+
+def _query() -> dict[str, str]:
+    """The query parameters of this request its route declares, checked."""
+    route = _route()
+    errors: list[str] = []
+    found: dict[str, str] = {}
+    for name in route.required_query:
+        if name not in request.args:
+            errors.append(f"query.{name}: required")
+    for name, schema in route.query.items():
+        if name in request.args:
+            value, problems = _schemas.validate(schema, request.args[name], f"query.{name}")
+            errors.extend(problems)
+            found[name] = value
+    if errors:
+        raise ValidationFailed(errors)
+    return found
 
 
 def _field(body: dict[str, Any], name: str, limit: int, *, required: bool = False) -> str | None:
@@ -81,7 +129,7 @@ def _infra_answer(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]
     if mode in ("cloud", "claim"):
         value = {"mode": mode}
         for key in ("databaseUrl", "electricUrl", "sourceId", "secret", "claimId"):
-            field = _field(body, key, KEY_LIMIT)
+            field = body.get(key)
             if field is not None:
                 value[key] = field
         details = {
@@ -89,8 +137,8 @@ def _infra_answer(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]
         }
         if "sourceId" in value:
             details["Source ID"] = value["sourceId"]
-    account = _field(body, "repoAccount", SHORT_LIMIT)
-    name = _field(body, "repoName", SHORT_LIMIT)
+    account = body.get("repoAccount")
+    name = body.get("repoName")
     if account and name and name.strip():
         visibility = body.get("repoVisibility")
         value["repoAccount"], value["repoName"] = account, name
@@ -166,13 +214,14 @@ async def answer_gate(
 
 
 async def respond_to_gate(orch: Orchestrator, session_id: str, body: dict[str, Any]) -> Response:
-    """Answer one of the session's gates from a ``/respond`` body (reference §7.3)."""
+    """Answer one of the session's gates from a ``/respond`` body (reference §7.3),
+    validated with its route's schema (``_schemas.RESPOND``)."""
     gate = body.get("gate")
     if not isinstance(gate, str) or not gate:
         return _error("gate is required", 400)
-    summary = _field(body, "_summary", SHORT_LIMIT)
+    summary = body.get("_summary")
     if gate == "ask_user_question":
-        tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
+        tool_use_id = body.get("toolUseId")
         if not tool_use_id:
             return _error("toolUseId is required", 400)
         answers = body.get("answers")
@@ -189,7 +238,7 @@ async def respond_to_gate(orch: Orchestrator, session_id: str, body: dict[str, A
             summary=summary,
         )
     if gate == "outbound_message_gate":
-        gate_id = _field(body, "gateId", SHORT_LIMIT)
+        gate_id = body.get("gateId")
         action = body.get("action")
         if not gate_id or not isinstance(action, str):
             return _error("gateId and action are required", 400)
@@ -198,7 +247,7 @@ async def respond_to_gate(orch: Orchestrator, session_id: str, body: dict[str, A
             value["editedBody"] = body["editedBody"]
         return await answer_gate(orch, session_id, gate_id, value, summary=summary)
     if gate == "tool_permission":
-        tool_use_id = _field(body, "toolUseId", SHORT_LIMIT)
+        tool_use_id = body.get("toolUseId")
         decision = body.get("decision")
         if not tool_use_id or decision not in ("allow", "deny"):
             return _error("toolUseId and decision (allow or deny) are required", 400)

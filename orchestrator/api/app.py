@@ -10,7 +10,9 @@ It holds no session state.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -25,9 +27,11 @@ from quart_trio import QuartTrio
 from transport import AppendRequest, StreamError
 
 from .. import events as ev
-from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
+from ..config import Settings
+from ..core import Orchestrator, OrchestratorError
 from ..electric import ProvisionError, provision
 from ..gates import GateExists, ToolPolicy
+from ..github.app import GitHubSettings
 from ..hooks.mapping import hook_to_event
 from ..hooks.setup import setup_script
 from ..sandboxes.base import SandboxError, SandboxSpec
@@ -36,19 +40,24 @@ from ..sessions.registry import REGISTRY_STREAM, UpdateSession
 from ..tokens import Purpose
 from ..web import add_web_routes
 from ._http import (
+    ValidationFailed,
     _bearer,
-    _body,
     _error,
-    _field,
     _json,
     _no_constants,
+    _query,
+    _validated,
     event_offset,
     respond_to_gate,
     sse_response,
 )
+from ._limits import RateLimiter, client_ip, parse_networks, sandbox_refusal
+from ._schemas import find_route
+from .github import add_github_routes
+from .openapi import openapi_document
 from .rooms import add_room_routes
 
-__all__ = ["MAX_BODY_BYTES", "create_api"]
+__all__ = ["MAX_BODY_BYTES", "create_api", "rate_limiter"]
 
 MAX_BODY_BYTES = 1024 * 1024
 PROVISION_POLL_INTERVAL = 1.0  # seconds between polls of the claim API
@@ -61,10 +70,53 @@ EXCLUDED_DIRS = frozenset({"node_modules", ".git", "dist", ".next", ".cache"})
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-def create_api(orch: Orchestrator) -> Quart:
+def rate_limiter(settings: Settings, *, clock: Callable[[], float] | None = None) -> RateLimiter:
+    """The per-client limits of ``settings`` (``clock``: for tests)."""
+    limits = {"default": settings.rate_limit, "create": settings.create_rate_limit}
+    return RateLimiter(limits) if clock is None else RateLimiter(limits, clock=clock)
+
+
+def create_api(
+    orch: Orchestrator,
+    *,
+    limiter: RateLimiter | None = None,
+    github: GitHubSettings | None = None,
+    github_clock: Callable[[], float] = time.time,
+) -> Quart:
+    """The API of ``orch``. ``limiter``: the per-client rate limits (by default from
+    the settings); ``github``: the GitHub App's settings (by default from the
+    environment) and ``github_clock`` its token cache's clock (for tests)."""
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["RESPONSE_TIMEOUT"] = None
+    limiter = limiter if limiter is not None else rate_limiter(orch.settings)
+    trusted = parse_networks(orch.settings.trusted_proxies)
+
+    @app.before_request
+    async def limits() -> Response | None:
+        """Rate limits per client and route class; then the whole body is read, so
+        that one over ``MAX_CONTENT_LENGTH`` (chunked too) is 413 on every route."""
+        rule = request.url_rule
+        route = find_route(request.method, rule.rule if rule is not None else None)
+        peer = request.scope.get("client")
+        client = client_ip(
+            str(peer[0]) if peer else None, request.headers.get("X-Forwarded-For"), trusted
+        )
+        wait = limiter.take(client, route.limit if route is not None else "default")
+        if wait > 0:
+            response = _error("Too many requests. Please try again later.", 429)
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return response
+        # Every body, also one sent with a GET: over MAX_CONTENT_LENGTH it is the 413
+        # below; and a body left unread (the route does not want it, the method is
+        # not allowed) when it arrives after the answer stalls the connection's next
+        # request in hypercorn.
+        await request.get_data(cache=True)
+        return None
+
+    @app.errorhandler(ValidationFailed)
+    async def invalid(exc: ValidationFailed) -> Response:
+        return _error(exc.message, exc.status, details=exc.details)
 
     @app.errorhandler(OrchestratorError)
     async def refused(exc: OrchestratorError) -> Response:
@@ -72,7 +124,11 @@ def create_api(orch: Orchestrator) -> Quart:
 
     @app.errorhandler(413)
     async def too_large(exc: Exception) -> Response:
-        return _error("Payload too large", 413)
+        # The rest of the body is not read: the connection is closed after the answer
+        # (else a client still sending a long chunked body would wait forever).
+        response = _error("Payload too large", 413)
+        response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(404)
     async def not_found(exc: Exception) -> Response:
@@ -108,6 +164,11 @@ def create_api(orch: Orchestrator) -> Quart:
 
     # -- server ------------------------------------------------------------------------
 
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        """The OpenAPI document of these routes, from the schemas they validate with."""
+        return _json(openapi_document())
+
     @app.get("/api/health")
     async def health() -> Response:
         try:
@@ -131,9 +192,7 @@ def create_api(orch: Orchestrator) -> Quart:
     async def provision_electric() -> Response:
         """A claimable Electric Cloud database for a session's setup choice. Unlike the
         reference, the caller must hold a session token (the claim API costs money)."""
-        body = await _body()
-        session_id = _field(body, "sessionId", SHORT_LIMIT, required=True)
-        assert session_id is not None
+        session_id = (await _validated())["sessionId"]
         if not orch.signer.check(Purpose.SESSION, session_id, _bearer()):
             return _error("Invalid or missing session token", 401)
         await known(session_id)
@@ -156,7 +215,7 @@ def create_api(orch: Orchestrator) -> Quart:
     @session_auth
     async def respond(session_id: str) -> Response:
         await known(session_id)
-        return await respond_to_gate(orch, session_id, await _body())
+        return await respond_to_gate(orch, session_id, await _validated())
 
     async def ask_and_wait(session_id: str, event: ev.AskUserQuestion) -> dict[str, Any] | None:
         """Block a hook on an AskUserQuestion until a person answers (``/respond``) or
@@ -208,10 +267,8 @@ def create_api(orch: Orchestrator) -> Quart:
     async def hook() -> Response:
         if not orch.signer.check(Purpose.GLOBAL_HOOK, "", _bearer()):
             return _error("Invalid or missing hook secret", 401)
-        payload = await _body()
-        path = payload.get("transcript_path")
-        if not isinstance(path, str) or not path or len(path) > KEY_LIMIT:
-            raise OrchestratorError("Validation failed: transcript_path: required")
+        payload = await _validated()
+        path = payload["transcript_path"]
         cwd = payload.get("cwd")
         session = await orch.hook_session(path, cwd if isinstance(cwd, str) else None)
         event = hook_to_event(payload)
@@ -226,8 +283,7 @@ def create_api(orch: Orchestrator) -> Quart:
     @app.post("/api/sessions/local")
     @admin_auth
     async def local_session() -> Response:
-        body = await _body()
-        description = _field(body, "description", TEXT_LIMIT) or ""
+        description = (await _validated()).get("description") or ""
         session = await orch.create_local_session(description)
         return _json(
             {
@@ -244,9 +300,7 @@ def create_api(orch: Orchestrator) -> Quart:
         let anyone mint sessions here)."""
         if not orch.signer.check(Purpose.GLOBAL_HOOK, "", _bearer()):
             return _error("Invalid or missing hook secret", 401)
-        payload = await _body()
-        if payload.get("hook_event_name") != "SessionStart":
-            raise OrchestratorError("Only SessionStart hooks start a session")
+        payload = await _validated()  # a SessionStart hook only
         cwd = payload.get("cwd")
         name = PurePosixPath(cwd).name if isinstance(cwd, str) and cwd else ""
         session = await orch.create_local_session(project_name=name or "local-session")
@@ -266,7 +320,7 @@ def create_api(orch: Orchestrator) -> Quart:
     async def hook_event(session_id: str) -> Response:
         if not orch.signer.check(Purpose.HOOK, session_id, _bearer()):
             return _error("Invalid or missing hook token", 401)
-        payload = await _body()
+        payload = await _validated()
         event = hook_to_event(payload)
         if event is not None:
             await orch.hosted_event(session_id, event)
@@ -280,32 +334,24 @@ def create_api(orch: Orchestrator) -> Quart:
 
     @app.post("/api/sessions")
     async def create_session() -> Response:
-        body = await _body()
-        description = _field(body, "description", TEXT_LIMIT, required=True)
-        name = _field(body, "name", SHORT_LIMIT)
-        api_key = _field(body, "apiKey", KEY_LIMIT)
+        body = await _validated()
+        description = body["description"]
         freeform = body.get("freeform", False)
-        if not isinstance(freeform, bool):
-            raise OrchestratorError("Validation failed: freeform: expected a boolean")
         ask_tools = body.get("askTools", False)
-        if not isinstance(ask_tools, bool):
-            raise OrchestratorError("Validation failed: askTools: expected a boolean")
         policy = None
         if ask_tools:
             production = orch.settings.production
             policy = ToolPolicy.for_session(
                 production=production, tools=PRODUCTION_TOOLS if production else DEFAULT_TOOLS
             )
-        agent = _field(body, "agent", SHORT_LIMIT) or "claude"
-        assert description is not None
         session = await orch.create_session(
             description,
             freeform=freeform,
-            name=name,
-            api_key=api_key,
+            name=body.get("name"),
+            api_key=body.get("apiKey"),
             ask_infra=True,
             tool_policy=policy,
-            agent=agent,
+            agent=body.get("agent") or "claude",
         )
         info = await session.info()
         return _json({"sessionId": session.id, "session": info, "sessionToken": session.token}, 201)
@@ -325,9 +371,7 @@ def create_api(orch: Orchestrator) -> Quart:
     @session_auth
     async def iterate(session_id: str) -> Response:
         await known(session_id)
-        body = await _body()
-        text = _field(body, "request", TEXT_LIMIT, required=True)
-        assert text is not None
+        text = (await _validated())["request"]
         await orch.session(session_id).send(text)
         return _json({"ok": True})
 
@@ -347,6 +391,7 @@ def create_api(orch: Orchestrator) -> Quart:
     @session_auth
     async def events(session_id: str) -> Response:
         await known(session_id)
+        _query()
         return sse_response(orch.session(session_id).events(event_offset()))
 
     @app.post("/api/sessions/<session_id>/stream/append")
@@ -403,7 +448,11 @@ def create_api(orch: Orchestrator) -> Quart:
         sandbox = await orch.sandbox_of(session_id)
         if sandbox is None:
             return _error("Container is not running", 400)
-        status = await sandbox.start_app()
+        try:
+            status = await sandbox.start_app()
+        except SandboxError:
+            # (its message names host paths)
+            return _error("The app could not be started: is there a package.json?", 409)
         return _json({"ok": status.running})
 
     @app.post("/api/sessions/<session_id>/stop-app")
@@ -434,9 +483,7 @@ def create_api(orch: Orchestrator) -> Quart:
     @app.get("/api/sessions/<session_id>/file-content")
     @session_auth
     async def file_content(session_id: str) -> Response:
-        path = request.args.get("path")
-        if not path:
-            return _error("path is required", 400)
+        path = _query()["path"]
         sandbox = await sandbox_of(session_id)
         root = sandbox.workdir.rstrip("/")
         resolved = posixpath.normpath(posixpath.join(root, path))
@@ -479,13 +526,9 @@ def create_api(orch: Orchestrator) -> Quart:
     async def create_sandbox() -> Response:
         """An operator's sandbox (no agent in it): labelled like a session's, listed
         and removed by the routes beside it."""
-        body = await _body()
-        session_id = _field(body, "sessionId", SHORT_LIMIT) or str(uuid.uuid4())
-        try:
-            uuid.UUID(session_id)
-        except ValueError:
-            raise OrchestratorError("Validation failed: sessionId: expected a uuid") from None
-        project = _field(body, "projectName", SHORT_LIMIT) or f"project-{session_id[:8]}"
+        body = await _validated()
+        session_id = body.get("sessionId") or str(uuid.uuid4())
+        project = body.get("projectName") or f"project-{session_id[:8]}"
         try:
             spec = SandboxSpec(
                 session_id=session_id,
@@ -494,6 +537,9 @@ def create_api(orch: Orchestrator) -> Quart:
             )
         except ValueError as exc:
             raise OrchestratorError(f"Validation failed: {exc}") from None
+        refusal = await sandbox_refusal(orch)
+        if refusal is not None:
+            return _error(refusal, 503)
         try:
             sandbox = await orch.provider.create(spec)
         except SandboxError as exc:
@@ -538,6 +584,7 @@ def create_api(orch: Orchestrator) -> Quart:
         return _json({"ok": True})
 
     add_room_routes(app, orch)
+    add_github_routes(app, orch, github=github, clock=github_clock)
     add_web_routes(app)
     return app
 

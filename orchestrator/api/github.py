@@ -56,16 +56,7 @@ TOKEN_REUSE_MARGIN = 600.0  # seconds a cached token must have left to be handed
 HOUR = 3600.0
 SWEEP_AT = 1_000  # sessions remembered before the forgotten ones are swept
 
-RESUME_SESSION = _schemas.obj(
-    {
-        "repoUrl": _schemas.text(_schemas.KEY, required=True),
-        "branch": _schemas.text(_schemas.SHORT),
-        "apiKey": _schemas.text(_schemas.KEY),
-        "oauthToken": _schemas.text(_schemas.KEY),
-        "ghToken": _schemas.text(_schemas.KEY),
-    },
-    "repoUrl",
-)
+RESUME_SESSION = _schemas.RESUME_SESSION
 
 
 def _expiry(token: InstallationToken) -> float | None:

@@ -13,28 +13,28 @@ differences:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
 from quart import Quart, Response, request
 
-from ..core import TEXT_LIMIT, Orchestrator, OrchestratorError
+from ..core import Orchestrator, OrchestratorError
 from ..rooms.stuck import StuckPolicy
 from ..tokens import Purpose
 from ._http import (
-    KEY_LIMIT,
     SHORT_LIMIT,
+    ValidationFailed,
     _bearer,
-    _body,
     _error,
-    _field,
     _json,
+    _query,
+    _validated,
     event_offset,
     respond_to_gate,
     sse_response,
 )
+from ._limits import admission_refusal
 
 __all__ = ["add_room_routes"]
 
@@ -43,15 +43,6 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 def _room_token() -> str | None:
     return request.headers.get("X-Room-Token") or request.args.get("token")
-
-
-def _number(body: dict[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise OrchestratorError(f"Validation failed: {name}: expected a number")
-    return float(value)
 
 
 def add_room_routes(app: Quart, orch: Orchestrator) -> None:
@@ -66,35 +57,22 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
 
     @app.post("/api/rooms")
     async def create_room() -> Response:
-        body = await _body()
-        name = _field(body, "name", SHORT_LIMIT, required=True)
-        assert name is not None
-        max_rounds = body.get("maxRounds", 20)
-        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
-            raise OrchestratorError("Validation failed: maxRounds: expected a positive integer")
-        idle = body.get("idleTimeoutSeconds", 600.0)
-        if idle is not None:
-            idle = _number(body, "idleTimeoutSeconds")
-        auto = body.get("autoIterate", True)
-        gated = body.get("gateMessages", False)
-        turns = body.get("turnTaking", False)
-        if not all(isinstance(flag, bool) for flag in (auto, gated, turns)):
-            raise OrchestratorError(
-                "Validation failed: autoIterate, gateMessages and turnTaking are booleans"
-            )
+        body = await _validated()
+        idle = body.get("idleTimeoutSeconds", 600.0)  # null: never closed for idleness
+        cost = body.get("maxCostUsd")
         try:
             stuck = StuckPolicy.from_json(body.get("stuck"))
         except ValueError as exc:
-            raise OrchestratorError(f"Validation failed: stuck: {exc}") from None
+            raise ValidationFailed([f"body.stuck: {exc}"]) from None
         room = await orch.create_room(
-            name,
-            max_rounds=max_rounds,
-            max_cost_usd=_number(body, "maxCostUsd"),
+            body["name"],
+            max_rounds=body.get("maxRounds", 20),
+            max_cost_usd=None if cost is None else float(cost),
             stuck=stuck,
-            gate_messages=gated,
-            idle_timeout=idle,
-            auto_iterate=auto,
-            turn_taking=turns,
+            gate_messages=body.get("gateMessages", False),
+            idle_timeout=None if idle is None else float(idle),
+            auto_iterate=body.get("autoIterate", True),
+            turn_taking=body.get("turnTaking", False),
         )
         info = await orch.room_info(room.id)
         assert info is not None
@@ -104,12 +82,14 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
 
     @app.post("/api/rooms/create-app")
     async def create_app_room() -> Response:
-        body = await _body()
-        description = _field(body, "description", TEXT_LIMIT, required=True)
-        assert description is not None
-        name = _field(body, "name", SHORT_LIMIT)
-        api_key = _field(body, "apiKey", KEY_LIMIT)
-        room, coder = await orch.create_app_room(description, name=name, api_key=api_key)
+        body = await _validated()
+        # checked before the room is made: a refused coder must leave no room behind
+        refusal = await admission_refusal(orch)
+        if refusal is not None:
+            return _error(refusal, 503)
+        room, coder = await orch.create_app_room(
+            body["description"], name=body.get("name"), api_key=body.get("apiKey")
+        )
         info = await orch.room_info(room.id)
         assert info is not None
         sessions = [
@@ -150,15 +130,15 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
     @app.post("/api/rooms/<room_id>/agents")
     @room_auth
     async def add_agent(room_id: str) -> Response:
-        body = await _body()
+        body = await _validated()
         session = await orch.add_room_agent(
             room_id,
-            _field(body, "name", SHORT_LIMIT),
-            role=_field(body, "role", SHORT_LIMIT),
-            initial_prompt=_field(body, "initialPrompt", TEXT_LIMIT),
-            custom_skill=_field(body, "customSkill", TEXT_LIMIT),
-            api_key=_field(body, "apiKey", KEY_LIMIT),
-            agent=_field(body, "agent", SHORT_LIMIT) or "claude",
+            body.get("name"),
+            role=body.get("role"),
+            initial_prompt=body.get("initialPrompt"),
+            custom_skill=body.get("customSkill"),
+            api_key=body.get("apiKey"),
+            agent=body.get("agent") or "claude",
         )
         info = await session.info()
         return _json(
@@ -173,24 +153,19 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
     @app.post("/api/rooms/<room_id>/sessions")
     @room_auth
     async def add_session(room_id: str) -> Response:
-        body = await _body()
-        session_id = _field(body, "sessionId", SHORT_LIMIT, required=True)
-        name = _field(body, "name", SHORT_LIMIT, required=True)
-        assert session_id is not None
-        assert name is not None
+        body = await _validated()
+        session_id, name = body["sessionId"], body["name"]
         if not orch.signer.check(Purpose.SESSION, session_id, _bearer()):
             return _error("Invalid or missing session token", 401)
         await orch.add_session_to_room(
-            room_id, session_id, name, initial_prompt=_field(body, "initialPrompt", TEXT_LIMIT)
+            room_id, session_id, name, initial_prompt=body.get("initialPrompt")
         )
         return _json({"sessionId": session_id, "participantName": name.strip()}, 201)
 
     @app.post("/api/rooms/<room_id>/sessions/<session_id>/iterate")
     @room_auth
     async def iterate_participant(room_id: str, session_id: str) -> Response:
-        body = await _body()
-        text = _field(body, "request", TEXT_LIMIT, required=True)
-        assert text is not None
+        text = (await _validated())["request"]
         await orch.room(room_id).iterate(session_id, text)
         return _json({"ok": True})
 
@@ -199,35 +174,27 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
     async def participant_events(room_id: str, session_id: str) -> Response:
         """A participant's session events, read-only, for whoever holds the room token."""
         await orch._room_participant(room_id, session_id)
+        _query()
         return sse_response(orch.session(session_id).events(event_offset()))
 
     @app.post("/api/rooms/<room_id>/messages")
     @room_auth
     async def post_message(room_id: str) -> Response:
-        body = await _body()
-        sender = _field(body, "from", SHORT_LIMIT, required=True)
-        text = _field(body, "body", TEXT_LIMIT, required=True)
-        to = _field(body, "to", SHORT_LIMIT)
-        assert sender is not None
-        assert text is not None
-        await orch.room(room_id).post(sender, text, to=to or None)
+        body = await _validated()
+        await orch.room(room_id).post(body["from"], body["body"], to=body.get("to") or None)
         return _json({"ok": True})
 
     @app.post("/api/rooms/<room_id>/deliver")
     @room_auth
     async def room_deliver(room_id: str) -> Response:
-        body = await _body()
-        sender = body.get("from")
-        text = body.get("body")
-        if not isinstance(sender, str) or not sender or not isinstance(text, str) or not text:
-            return _error("from and body are required", 400)
-        to = _field(body, "to", SHORT_LIMIT)
-        await orch.room(room_id).deliver(sender, text, to=to or None)
+        body = await _validated()
+        await orch.room(room_id).deliver(body["from"], body["body"], to=body.get("to") or None)
         return _json({"ok": True})
 
     @app.get("/api/rooms/<room_id>/events")
     @room_auth
     async def room_events(room_id: str) -> Response:
+        _query()
         return sse_response(orch.room(room_id).events(event_offset()))
 
     @app.post("/api/rooms/<room_id>/close")
@@ -239,10 +206,7 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
     @app.post("/api/rooms/<room_id>/auto-iterate")
     @room_auth
     async def room_auto_iterate(room_id: str) -> Response:
-        body = await _body()
-        enabled = body.get("enabled")
-        if not isinstance(enabled, bool):
-            return _error("enabled must be true or false", 400)
+        enabled = (await _validated())["enabled"]
         value = await orch.room(room_id).set_auto_iterate(enabled)
         return _json({"ok": True, "autoIterate": value})
 
@@ -250,12 +214,10 @@ def add_room_routes(app: Quart, orch: Orchestrator) -> None:
     @room_auth
     async def room_respond(room_id: str) -> Response:
         """Answer a participant's gate (its question, a tool call, a held message)."""
-        body = await _body()
-        session_id = body.get("sessionId")
-        if not isinstance(session_id, str) or not session_id or not body.get("gate"):
-            return _error("sessionId and gate are required", 400)
+        body = await _validated()
+        session_id = body["sessionId"]
         try:
-            await orch._room_participant(room_id, session_id[:SHORT_LIMIT])
+            await orch._room_participant(room_id, session_id)
         except OrchestratorError as exc:
             if exc.status == 404 and exc.message == "Session not found in this room":
                 return _error("The session is not a participant of this room", 403)

@@ -304,7 +304,10 @@ class SessionActor(Actor):
         elif isinstance(msg, Interrupt):
             if self._agent is not None:
                 with trio.move_on_after(10):
-                    await self._agent.interrupt()
+                    try:
+                        await self._agent.interrupt()
+                    except Exception as exc:  # a process already gone: nothing to stop
+                        logger.info("session %s: interrupt: %s", self.config.session_id, exc)
             await self._set_status("complete")
         elif isinstance(msg, Cancel):
             if not self._ended:

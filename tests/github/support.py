@@ -15,7 +15,6 @@ import httpx
 import trio
 
 from orchestrator.api.app import create_api
-from orchestrator.api.github import add_github_routes
 from orchestrator.core import Orchestrator, bundled_claude_cli
 from orchestrator.github.app import GitHubSettings
 from orchestrator.github.fake import FakeGitHub, serve_fake_github
@@ -74,7 +73,7 @@ async def github_api(
     clock: Callable[[], float] = time.time,
     **settings: Any,
 ) -> AsyncIterator[Api]:
-    """``create_api(orch)`` plus ``add_github_routes`` on a real server."""
+    """``create_api(orch)`` with these GitHub settings, on a real server."""
     provider = LocalProvider(
         "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
     )
@@ -82,8 +81,7 @@ async def github_api(
         open_model_server(Script.single()) as models,
         orchestrator_on(models, tmp_path / "data", provider, **{**NO_LIMITS, **settings}) as orch,
     ):
-        app = create_api(orch)
-        add_github_routes(app, orch, github=github, clock=clock)
+        app = create_api(orch, github=github, github_clock=clock)
         async with trio.open_nursery() as nursery:
             binds: list[str] = await nursery.start(
                 lambda task_status: serve(app, host="127.0.0.1", port=0, task_status=task_status)
