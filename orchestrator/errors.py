@@ -29,7 +29,7 @@ def answers_store_errors(
     async def handled(self: A, msg: Any) -> Any:
         try:
             return await handle(self, msg)
-        except StreamError as exc:
+        except (StreamError, UnicodeEncodeError) as exc:  # a lone surrogate is unwritable
             raise StoreUnavailable(f"The event store refused the write: {exc}") from exc
 
     return handled

@@ -45,3 +45,20 @@ def test_sessions_bench_prints_its_figures(docker_client: object) -> None:
     figures = figures_of("bench.sessions", "--runs", "2")
     for key in ("sandbox_start_ratio", "session_ready_s", "teardown_p99_s"):
         assert float(figures[key]) > 0, key
+
+
+def test_load_bench_prints_its_figures() -> None:
+    figures = figures_of("bench.load", "--quick")
+    for key in (
+        "rss_per_session_kb",
+        "rss_per_reader_kb",
+        "rss_flat_pct",
+        "events_per_s",
+        "deliveries_per_s",
+        "sessions_answered",
+        "readers_exact",
+        "tasks_steady_max",
+        "stuck",
+    ):
+        float(figures[key])  # a number, whatever it says
+    assert (figures["sessions"], figures["readers"]) == ("5", "20")

@@ -116,8 +116,8 @@ class SandboxTransport(Transport):
             return None
         try:
             value = json.loads(text)
-        except ValueError as exc:
-            raise SandboxError(f"Claude Code wrote a corrupt JSON line: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # nested too deep is corrupt too
+            raise SandboxError(f"Claude Code wrote a corrupt JSON line: {exc!r}") from None
         return value if isinstance(value, dict) else None
 
     async def close(self) -> None:

@@ -181,8 +181,8 @@ class _JsonLines:
                 continue
             try:
                 value = json.loads(text)
-            except ValueError as exc:
-                raise CodexError(f"Codex wrote a corrupt JSON line: {exc}") from None
+            except (ValueError, RecursionError) as exc:  # nested too deep is corrupt too
+                raise CodexError(f"Codex wrote a corrupt JSON line: {exc!r}") from None
             if isinstance(value, dict):
                 self._ready.append(value)
 

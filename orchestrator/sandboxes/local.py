@@ -13,9 +13,12 @@ With bubblewrap (``bwrap`` on PATH and working), every process runs with the who
 filesystem read-only, a private ``/tmp``, ``/dev`` and ``/proc``, only ``workspace`` and
 ``home`` writable, every namespace unshared (``--unshare-all``: no network but loopback
 of its own) unless the spec's network is ``host`` or ``bridge`` (``--share-net``, so the
-agent can reach a model endpoint on 127.0.0.1), ``--die-with-parent`` and
-``--new-session``. Without it processes are plain subprocesses that can do whatever this
-user can: the provider logs a warning.
+agent can reach a model endpoint on 127.0.0.1) and ``--new-session``. Not
+``--die-with-parent``: it ties the process to the *thread* that started it, and trio
+starts processes from worker threads that exit after 10 s idle (the agent was killed
+then); processes are ended through their group and their environment markers instead.
+Without bubblewrap processes are plain subprocesses that can do whatever this user can:
+the provider logs a warning.
 
 Processes get a small environment of their own (not the server's: it may hold
 secrets): PATH, HOME, LANG, TMPDIR, then the spec's env and the call's. Each runs in a
@@ -440,7 +443,7 @@ class LocalSandbox(Sandbox):
             ),
             "--unshare-all",
             *(["--share-net"] if self.network != "none" else []),
-            *("--die-with-parent", "--new-session", "--chdir", cwd, "--"),
+            *("--new-session", "--chdir", cwd, "--"),
             *argv,
         ]
 

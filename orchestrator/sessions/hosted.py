@@ -17,6 +17,7 @@ from actors import Actor, ActorRef, Refused
 from transport import AppendRequest, CreateRequest, Store
 
 from .. import events as ev
+from ..errors import answers_store_errors
 from .actor import Cancel, Delete, GetSandbox, Interrupt, Iterate, session_stream
 from .registry import UpdateSession
 
@@ -45,6 +46,7 @@ class HostedSessionActor(Actor):
     async def on_start(self) -> None:
         await self.store.create(self.path, CreateRequest(content_type=JSON))
 
+    @answers_store_errors
     async def handle(self, msg: Any) -> Any:
         if isinstance(msg, GetSandbox):
             return None  # it has none
