@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import replace
@@ -31,6 +30,7 @@ from claude_agent_sdk.types import AssistantMessage
 
 from .. import events as ev
 from ..sandboxes.base import Process, Sandbox, SandboxError
+from ._lines import JsonLines
 from .claude_events import ClaudeEventMapper, CostMeter
 
 __all__ = [
@@ -53,7 +53,6 @@ OFFLINE_ENV = {
     # (the local sandbox under CI); tool permissions are the session's policy.
     "IS_SANDBOX": "1",
 }
-MAX_LINE_BYTES = 32 * 1024 * 1024
 CLOSE_TIMEOUT = 10.0
 
 
@@ -135,46 +134,10 @@ class SandboxTransport(Transport):
             await self._process.close_stdin()
 
 
-class _JsonLines:
-    """The JSON objects of a byte stream's lines. Not an async generator: the SDK may
-    drop it unfinished when a session is cancelled mid-turn, and an iterator object
-    leaves nothing to finalize (a generator would be reported by trio's finalizer)."""
-
-    def __init__(
-        self, chunks: AsyncIterator[bytes], parse: Callable[[bytes], dict[str, Any] | None]
-    ) -> None:
-        self._chunks = chunks
-        self._parse = parse
-        self._pending = b""
-        self._ready: deque[dict[str, Any]] = deque()
-        self._done = False
-
-    def __aiter__(self) -> _JsonLines:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        while not self._ready:
-            if self._done:
-                raise StopAsyncIteration
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                self._done = True
-                self._take([self._pending])
-                self._pending = b""
-                continue
-            self._pending += chunk
-            if len(self._pending) > MAX_LINE_BYTES:
-                raise SandboxError(f"a line of Claude Code's output is over {MAX_LINE_BYTES} B")
-            *lines, self._pending = self._pending.split(b"\n")
-            self._take(lines)
-        return self._ready.popleft()
-
-    def _take(self, lines: list[bytes]) -> None:
-        for line in lines:
-            message = self._parse(line)
-            if message is not None:
-                self._ready.append(message)
+def _JsonLines(
+    chunks: AsyncIterator[bytes], parse: Callable[[bytes], dict[str, Any] | None]
+) -> JsonLines:
+    return JsonLines(chunks, parse, SandboxError)
 
 
 EventSink = Callable[[ev.Event], Awaitable[None]]

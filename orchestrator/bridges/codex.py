@@ -39,6 +39,7 @@ import trio
 
 from .. import events as ev
 from ..sandboxes.base import Process, Sandbox, SandboxError
+from ._lines import JsonLines
 from .codex_cli import CODEX_VERSION, OFFLINE_MODEL, offline_args
 from .codex_events import CodexEventMapper, TurnOutcome, unwrap_shell
 from .prices import TokenMeter, TokenUsage
@@ -60,7 +61,6 @@ logger = logging.getLogger(__name__)
 
 SANDBOX_CLI_PATH: Final = "/opt/codex/codex"
 PROVIDER: Final = "orchestrator"
-MAX_LINE_BYTES: Final = 32 * 1024 * 1024
 EXIT_GRACE: Final = 5.0  # after stdin closes, before the process is killed
 STDERR_KEEP: Final = 40  # lines of stderr kept for the error of a process that died
 # Notifications the bridge has no use for (deltas repeat what item/completed says).
@@ -140,51 +140,21 @@ async def default_codex_home(sandbox: Sandbox) -> str:
 # -- JSON-RPC ----------------------------------------------------------------------------
 
 
-class _JsonLines:
-    """The JSON objects of a byte stream's lines; other lines are skipped. An iterator
-    object, not an async generator: dropped unfinished (a cancelled session), it leaves
-    nothing for trio's finalizer."""
+def _parse_line(line: bytes) -> dict[str, Any] | None:
+    text = line.strip()
+    if not text.startswith(b"{"):
+        if text:
+            logger.debug("codex printed a non-JSON line: %r", text[:200])
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # nested too deep is corrupt too
+        raise CodexError(f"Codex wrote a corrupt JSON line: {exc!r}") from None
+    return value if isinstance(value, dict) else None
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-        self._ready: deque[dict[str, Any]] = deque()
-        self._done = False
 
-    def __aiter__(self) -> _JsonLines:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        while not self._ready:
-            if self._done:
-                raise StopAsyncIteration
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                self._done = True
-                self._take([self._pending])
-                self._pending = b""
-                continue
-            self._pending += chunk
-            *lines, self._pending = self._pending.split(b"\n")
-            if len(self._pending) > MAX_LINE_BYTES:
-                raise CodexError(f"a line of Codex's output is over {MAX_LINE_BYTES} B")
-            self._take(lines)
-        return self._ready.popleft()
-
-    def _take(self, lines: list[bytes]) -> None:
-        for line in lines:
-            text = line.strip()
-            if not text.startswith(b"{"):
-                if text:
-                    logger.debug("codex printed a non-JSON line: %r", text[:200])
-                continue
-            try:
-                value = json.loads(text)
-            except (ValueError, RecursionError) as exc:  # nested too deep is corrupt too
-                raise CodexError(f"Codex wrote a corrupt JSON line: {exc!r}") from None
-            if isinstance(value, dict):
-                self._ready.append(value)
+def _JsonLines(chunks: AsyncIterator[bytes]) -> JsonLines:
+    return JsonLines(chunks, _parse_line, CodexError)
 
 
 @attrs.define
