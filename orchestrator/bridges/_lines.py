@@ -6,13 +6,48 @@ unfinished, and an iterator object leaves nothing for trio's finalizer."""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-__all__ = ["MAX_LINE_BYTES", "JsonLines"]
+from .._values import replace_lone_surrogates
+
+__all__ = ["MAX_LINE_BYTES", "JsonLines", "parse_object_line"]
+
+logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 32 * 1024 * 1024
+
+# JSON.stringify escapes an unpaired surrogate (a text cut inside an emoji) as \udXXX;
+# a line without such an escape cannot hold one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_object_line(
+    line: bytes, *, who: str, corrupt: Callable[[str], Exception]
+) -> dict[str, Any] | None:
+    """The JSON object of one output line of ``who``; None for a line that is not an
+    object (a CLI may print other lines); ``corrupt(message)`` raised for a line that
+    starts like an object and is not JSON. Unpaired surrogates become U+FFFD: no UTF-8
+    stream (the event store) can hold one."""
+    text = line.strip()
+    if not text.startswith(b"{"):
+        if text:
+            logger.debug("%s printed a non-JSON line: %r", who, text[:200])
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # nested too deep is corrupt too
+        raise corrupt(f"{who} wrote a corrupt JSON line: {exc!r}") from None
+    if not isinstance(value, dict):
+        return None
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then walk the whole object
+        cleaned: dict[str, Any] = replace_lone_surrogates(value)
+        return cleaned
+    return value
 
 
 class JsonLines:

@@ -14,7 +14,6 @@ events through :class:`~orchestrator.bridges.claude_events.ClaudeEventMapper`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
@@ -29,8 +28,9 @@ from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITra
 from claude_agent_sdk.types import AssistantMessage
 
 from .. import events as ev
+from .._values import as_dict, as_number, as_str
 from ..sandboxes.base import Process, Sandbox, SandboxError
-from ._lines import JsonLines
+from ._lines import JsonLines, parse_object_line
 from .claude_events import ClaudeEventMapper, CostMeter
 
 __all__ = [
@@ -108,16 +108,7 @@ class SandboxTransport(Transport):
 
     @staticmethod
     def _parse(line: bytes) -> dict[str, Any] | None:
-        text = line.strip()
-        if not text.startswith(b"{"):
-            if text:
-                logger.debug("claude code printed a non-JSON line: %r", text[:200])
-            return None
-        try:
-            value = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # nested too deep is corrupt too
-            raise SandboxError(f"Claude Code wrote a corrupt JSON line: {exc!r}") from None
-        return value if isinstance(value, dict) else None
+        return parse_object_line(line, who="Claude Code", corrupt=SandboxError)
 
     async def close(self) -> None:
         self._closed = True
@@ -234,13 +225,16 @@ class ClaudeAgent:
             await client.disconnect()
 
     async def _relay(self, message: Message) -> None:
-        if isinstance(message, AssistantMessage) and message.usage:
-            cost = self._meter.on_usage(message.message_id, message.model, message.usage)
+        usage = as_dict(message.usage) if isinstance(message, AssistantMessage) else {}
+        if isinstance(message, AssistantMessage) and usage:
+            cost = self._meter.on_usage(
+                as_str(message.message_id), as_str(message.model) or "", usage
+            )
             if cost and self._on_cost is not None:
                 await self._on_cost(cost)
         for event in self._mapper.map(message):
             if isinstance(event, ev.SessionEnd) and isinstance(message, ResultMessage):
-                turn_cost = self._meter.on_result(message.total_cost_usd)
+                turn_cost = self._meter.on_result(as_number(message.total_cost_usd))
                 event = ev.SessionEnd(
                     success=event.success,
                     cost_usd=round(turn_cost, 6),

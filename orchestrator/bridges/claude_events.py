@@ -29,8 +29,9 @@ from claude_agent_sdk import (
 )
 
 from .. import events as ev
+from .._values import as_dict, as_dicts, as_int, as_number, as_str, as_text
 
-__all__ = ["ClaudeEventMapper", "CostMeter", "Price", "price_for"]
+__all__ = ["ClaudeEventMapper", "CostMeter", "Price", "ask_user_question", "price_for"]
 
 SILENT_RESULTS = frozenset({"TodoWrite", "AskUserQuestion"})
 
@@ -126,33 +127,34 @@ class CostMeter:
         return turn
 
 
-def _result_text(content: str | list[dict[str, Any]] | None) -> str:
-    if content is None:
-        return ""
+def _result_text(content: object) -> str:
     if isinstance(content, str):
         return content
-    parts = [item.get("text", "") for item in content if isinstance(item, dict)]
-    return "\n".join(part for part in parts if isinstance(part, str))
+    parts = [as_str(item.get("text")) for item in as_dicts(content)]
+    return "\n".join(part for part in parts if part is not None)
 
 
-def _ask_user_question(block: ToolUseBlock) -> ev.AskUserQuestion:
-    data = block.input
-    questions = data.get("questions")
-    first: dict[str, Any] = {}
-    if isinstance(questions, list) and questions and isinstance(questions[0], dict):
-        first = questions[0]
+def ask_user_question(tool_use_id: str, data: dict[str, Any]) -> ev.AskUserQuestion:
+    """The event of an ``AskUserQuestion`` call's input (from the CLI or a hook)."""
+    questions = as_dicts(data.get("questions"))
+    first = questions[0] if questions else {}
     question = first.get("question", data.get("question", ""))
     options = first.get("options")
     return ev.AskUserQuestion(
-        tool_use_id=block.id,
-        question=question if isinstance(question, str) else str(question),
-        options=options if isinstance(options, list) else None,
-        questions=questions if isinstance(questions, list) else None,
+        tool_use_id=tool_use_id,
+        question=as_text(question),
+        options=as_dicts(options) if isinstance(options, list) else None,
+        questions=questions or None,
     )
 
 
 class ClaudeEventMapper:
-    """Stateful per agent process: remembers tool names by id and the Claude session id."""
+    """Stateful per agent process: remembers tool names by id and the Claude session id.
+
+    The SDK's ``parse_message`` checks a message's shape, not the types of its values:
+    every value is read here with :mod:`orchestrator._values`, and a block whose ids or
+    text are not strings is skipped, so no event has a field of the wrong type.
+    """
 
     def __init__(self, *, agent: str | None = None) -> None:
         self.agent = agent
@@ -161,79 +163,81 @@ class ClaudeEventMapper:
 
     def map(self, message: object) -> list[ev.Event]:
         if isinstance(message, SystemMessage):
-            if message.subtype != "init":
+            if message.subtype != "init" or not isinstance(message.data, dict):
                 return []
-            session_id = message.data.get("session_id")
-            if not isinstance(session_id, str):
+            session_id = as_str(message.data.get("session_id"))
+            if session_id is None:
                 return []
             self.claude_session_id = session_id
-            cwd = message.data.get("cwd")
-            return [
-                ev.SessionStart(session_id=session_id, cwd=cwd if isinstance(cwd, str) else None)
-            ]
+            return [ev.SessionStart(session_id=session_id, cwd=as_str(message.data.get("cwd")))]
         if isinstance(message, AssistantMessage):
             return self._assistant(message)
         if isinstance(message, UserMessage):
             return self._tool_results(message)
         if isinstance(message, ResultMessage):
-            if message.session_id:
-                self.claude_session_id = message.session_id
+            session_id = as_str(message.session_id)
+            if session_id:
+                self.claude_session_id = session_id
             return [
                 ev.SessionEnd(
                     success=message.subtype == "success" and not message.is_error,
-                    cost_usd=message.total_cost_usd,
-                    num_turns=message.num_turns,
-                    duration_ms=message.duration_ms,
-                    duration_api_ms=message.duration_api_ms,
+                    cost_usd=as_number(message.total_cost_usd),
+                    num_turns=as_int(message.num_turns),
+                    duration_ms=as_int(message.duration_ms),
+                    duration_api_ms=as_int(message.duration_api_ms),
                 )
             ]
         return []
 
     def _assistant(self, message: AssistantMessage) -> list[ev.Event]:
         out: list[ev.Event] = []
-        for block in message.content:
+        for block in message.content if isinstance(message.content, list) else []:
             if isinstance(block, TextBlock):
-                if block.text.strip():
-                    out.append(ev.AssistantMessage(text=block.text, agent=self.agent))
+                text = as_str(block.text)
+                if text is not None and text.strip():
+                    out.append(ev.AssistantMessage(text=text, agent=self.agent))
             elif isinstance(block, ToolUseBlock):
-                self._tools[block.id] = block.name
-                if block.name == "TodoWrite":
-                    todos = block.input.get("todos")
-                    out.append(
-                        ev.TodoWrite(
-                            tool_use_id=block.id, todos=todos if isinstance(todos, list) else []
-                        )
-                    )
-                elif block.name == "AskUserQuestion":
-                    out.append(_ask_user_question(block))
+                tool_use_id, name = as_str(block.id), as_str(block.name)
+                if tool_use_id is None or name is None:
+                    continue
+                self._tools[tool_use_id] = name
+                tool_input = as_dict(block.input)
+                if name == "TodoWrite":
+                    todos = as_dicts(tool_input.get("todos"))
+                    out.append(ev.TodoWrite(tool_use_id=tool_use_id, todos=todos))
+                elif name == "AskUserQuestion":
+                    out.append(ask_user_question(tool_use_id, tool_input))
                 else:
                     out.append(
                         ev.PreToolUse(
-                            tool_name=block.name,
-                            tool_use_id=block.id,
-                            tool_input=dict(block.input),
+                            tool_name=name,
+                            tool_use_id=tool_use_id,
+                            tool_input=tool_input,
                             agent=self.agent,
                         )
                     )
         return out
 
     def _tool_results(self, message: UserMessage) -> list[ev.Event]:
-        if isinstance(message.content, str):
+        if not isinstance(message.content, list):
             return []
         out: list[ev.Event] = []
         for block in message.content:
             if not isinstance(block, ToolResultBlock):
                 continue
-            name = self._tools.get(block.tool_use_id)
+            tool_use_id = as_str(block.tool_use_id)
+            if tool_use_id is None:
+                continue
+            name = self._tools.get(tool_use_id)
             if name in SILENT_RESULTS:
                 continue
             text = _result_text(block.content)
             out.append(
                 ev.PostToolUse(
-                    tool_use_id=block.tool_use_id,
+                    tool_use_id=tool_use_id,
                     tool_name=name,
                     tool_response=text,
-                    error=text if block.is_error else None,
+                    error=text if block.is_error is True else None,
                     agent=self.agent,
                 )
             )

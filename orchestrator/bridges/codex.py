@@ -39,7 +39,7 @@ import trio
 
 from .. import events as ev
 from ..sandboxes.base import Process, Sandbox, SandboxError
-from ._lines import JsonLines
+from ._lines import JsonLines, parse_object_line
 from .codex_cli import CODEX_VERSION, OFFLINE_MODEL, offline_args
 from .codex_events import CodexEventMapper, TurnOutcome, unwrap_shell
 from .prices import TokenMeter, TokenUsage
@@ -141,16 +141,7 @@ async def default_codex_home(sandbox: Sandbox) -> str:
 
 
 def _parse_line(line: bytes) -> dict[str, Any] | None:
-    text = line.strip()
-    if not text.startswith(b"{"):
-        if text:
-            logger.debug("codex printed a non-JSON line: %r", text[:200])
-        return None
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # nested too deep is corrupt too
-        raise CodexError(f"Codex wrote a corrupt JSON line: {exc!r}") from None
-    return value if isinstance(value, dict) else None
+    return parse_object_line(line, who="Codex", corrupt=CodexError)
 
 
 def _JsonLines(chunks: AsyncIterator[bytes]) -> JsonLines:

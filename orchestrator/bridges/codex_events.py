@@ -41,6 +41,7 @@ from typing import Any
 import attrs
 
 from .. import events as ev
+from .._values import as_dict, as_int, as_str
 
 __all__ = ["CodexEventMapper", "TurnOutcome", "unwrap_shell"]
 
@@ -67,22 +68,6 @@ class TurnOutcome:
         return self.status == "completed"
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _dict(value: object) -> dict[str, Any]:
-    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return dict(value)
-    return {}
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
 def unwrap_shell(command: str) -> str:
     """The script of ``/bin/bash -lc '<script>'`` (how Codex reports every command);
     any other command as it is."""
@@ -97,19 +82,19 @@ def unwrap_shell(command: str) -> str:
 
 def _error_message(error: object) -> str | None:
     """The text of a ``TurnError`` (its message may itself be an API error's JSON)."""
-    data = _dict(error)
-    message = _str(data.get("message"))
+    data = as_dict(error)
+    message = as_str(data.get("message"))
     if message is None:
-        return _str(error)
+        return as_str(error)
     try:
         inner = json.loads(message)
     except ValueError:
         inner = None
     if isinstance(inner, dict):
-        nested = _str(_dict(inner.get("error")).get("message")) or _str(inner.get("message"))
+        nested = as_str(as_dict(inner.get("error")).get("message")) or as_str(inner.get("message"))
         if nested:
             message = nested
-    details = _str(data.get("additionalDetails"))
+    details = as_str(data.get("additionalDetails"))
     return f"{message} ({details})" if details else message
 
 
@@ -117,14 +102,14 @@ def _text_of(content: object) -> str:
     """Text parts of an MCP result's or a dynamic tool's content, newline-joined."""
     if not isinstance(content, list):
         return ""
-    parts = [_str(_dict(part).get("text")) for part in content]
+    parts = [as_str(as_dict(part).get("text")) for part in content]
     return "\n".join(part for part in parts if part)
 
 
 def _arguments(value: object) -> dict[str, Any]:
     """A tool's arguments as an object: an object as it is, anything else wrapped."""
     if isinstance(value, Mapping):
-        return _dict(value)
+        return as_dict(value)
     return {} if value is None else {"arguments": value}
 
 
@@ -133,17 +118,17 @@ def _changes(value: object) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         return out
     for change in value:
-        data = _dict(change)
-        path = _str(data.get("path"))
+        data = as_dict(change)
+        path = as_str(data.get("path"))
         if path is None:
             continue
-        kind = _dict(data.get("kind"))
+        kind = as_dict(data.get("kind"))
         entry: dict[str, Any] = {
             "path": path,
-            "kind": _str(kind.get("type")) or "update",
-            "diff": _str(data.get("diff")) or "",
+            "kind": as_str(kind.get("type")) or "update",
+            "diff": as_str(data.get("diff")) or "",
         }
-        move = _str(kind.get("move_path"))
+        move = as_str(kind.get("move_path"))
         if move:
             entry["move_path"] = move
         out.append(entry)
@@ -169,16 +154,16 @@ class CodexEventMapper:
 
     def on_thread(self, thread: object) -> None:
         """Record the agent's thread (``thread/start`` or ``thread/resume`` result)."""
-        data = _dict(thread)
-        thread_id = _str(data.get("id"))
+        data = as_dict(thread)
+        thread_id = as_str(data.get("id"))
         if thread_id:
             self.thread_id = thread_id
-            cwd = _str(data.get("cwd"))
+            cwd = as_str(data.get("cwd"))
             if cwd:
                 self.cwd = cwd
 
     def _ours(self, params: Mapping[str, Any]) -> bool:
-        thread_id = _str(params.get("threadId"))
+        thread_id = as_str(params.get("threadId"))
         if self.thread_id is None and thread_id:
             self.thread_id = thread_id
         return thread_id is not None and thread_id == self.thread_id
@@ -195,35 +180,35 @@ class CodexEventMapper:
     # -- messages --------------------------------------------------------------------
 
     def map(self, message: object) -> list[ev.Event]:
-        data = _dict(message)
-        method = _str(data.get("method"))
-        params = _dict(data.get("params"))
+        data = as_dict(message)
+        method = as_str(data.get("method"))
+        params = as_dict(data.get("params"))
         if method is None:
             return []
         handler = _HANDLERS.get(method)
         return handler(self, params) if handler is not None else []
 
     def _thread_started(self, params: dict[str, Any]) -> list[ev.Event]:
-        thread = _dict(params.get("thread"))
-        if self.thread_id is None or _str(thread.get("id")) == self.thread_id:
+        thread = as_dict(params.get("thread"))
+        if self.thread_id is None or as_str(thread.get("id")) == self.thread_id:
             self.on_thread(thread)
         return []
 
     def _turn_started(self, params: dict[str, Any]) -> list[ev.Event]:
         if not self._ours(params) or self.thread_id is None:
             return []
-        self.turn_id = _str(_dict(params.get("turn")).get("id"))
+        self.turn_id = as_str(as_dict(params.get("turn")).get("id"))
         self.outcome = None
         return [ev.SessionStart(session_id=self.thread_id, cwd=self.cwd, agent=self.agent)]
 
     def _turn_completed(self, params: dict[str, Any]) -> list[ev.Event]:
         if not self._ours(params):
             return []
-        turn = _dict(params.get("turn"))
-        turn_id = _str(turn.get("id"))
-        status = _str(turn.get("status")) or "failed"
+        turn = as_dict(params.get("turn"))
+        turn_id = as_str(turn.get("id"))
+        status = as_str(turn.get("status")) or "failed"
         error = _error_message(turn.get("error")) if turn.get("error") is not None else None
-        duration = _int(turn.get("durationMs"))
+        duration = as_int(turn.get("durationMs"))
         self.outcome = TurnOutcome(turn_id, status, error, duration)
         out: list[ev.Event] = self._unfinished(turn_id, status) if turn_id else []
         if error and (turn_id is None or turn_id not in self._turn_errors):
@@ -245,46 +230,46 @@ class CodexEventMapper:
             return []
         todos: list[dict[str, Any]] = []
         for index, step in enumerate(plan):
-            data = _dict(step)
-            text = _str(data.get("step"))
+            data = as_dict(step)
+            text = as_str(data.get("step"))
             if text is None:
                 continue
-            status = _TODO_STATUS.get(_str(data.get("status")) or "", "pending")
+            status = _TODO_STATUS.get(as_str(data.get("status")) or "", "pending")
             todos.append({"id": str(index + 1), "content": text, "status": status})
-        turn = _str(params.get("turnId")) or self.turn_id or "turn"
+        turn = as_str(params.get("turnId")) or self.turn_id or "turn"
         return [ev.TodoWrite(tool_use_id=f"plan-{turn}", todos=todos)]
 
     def _error(self, params: dict[str, Any]) -> list[ev.Event]:
         message = _error_message(params.get("error"))
         if not message:
             return []
-        turn_id = _str(params.get("turnId"))
+        turn_id = as_str(params.get("turnId"))
         retry = params.get("willRetry") is True
         if turn_id and not retry:
             self._turn_errors.add(turn_id)
         return [ev.Log(level="error", message=f"{message} (retrying)" if retry else message)]
 
     def _warning(self, params: dict[str, Any]) -> list[ev.Event]:
-        message = _str(params.get("message"))
+        message = as_str(params.get("message"))
         return [ev.Log(level="verbose", message=message)] if message else []
 
     def _config_warning(self, params: dict[str, Any]) -> list[ev.Event]:
-        summary = _str(params.get("summary"))
+        summary = as_str(params.get("summary"))
         if not summary:
             return []
-        details = _str(params.get("details"))
+        details = as_str(params.get("details"))
         return [ev.Log(level="system", message=f"{summary}: {details}" if details else summary)]
 
     # -- items -----------------------------------------------------------------------
 
     def _item_started(self, params: dict[str, Any]) -> list[ev.Event]:
-        item = _dict(params.get("item"))
-        item_id = _str(item.get("id"))
-        if item_id is None or item.get("type") not in _TOOL_ITEMS:
+        item = as_dict(params.get("item"))
+        item_id = as_str(item.get("id"))
+        if item_id is None or as_str(item.get("type")) not in _TOOL_ITEMS:
             return []
         self._items[item_id] = item
         self._items.move_to_end(item_id)
-        self._item_turns[item_id] = _str(params.get("turnId"))
+        self._item_turns[item_id] = as_str(params.get("turnId"))
         while len(self._items) > MAX_TRACKED_ITEMS:
             old, _ = self._items.popitem(last=False)
             self._forget(old)
@@ -330,31 +315,31 @@ class CodexEventMapper:
     def _tool(self, item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         kind = item.get("type")
         if kind == "commandExecution":
-            command = _str(item.get("command")) or ""
+            command = as_str(item.get("command")) or ""
             return "Bash", {"command": unwrap_shell(command)}
         if kind == "fileChange":
             return "Edit", {"changes": _changes(item.get("changes"))}
         if kind == "mcpToolCall":
-            server = _str(item.get("server")) or "unknown"
-            tool = _str(item.get("tool")) or "unknown"
+            server = as_str(item.get("server")) or "unknown"
+            tool = as_str(item.get("tool")) or "unknown"
             return f"mcp__{server}__{tool}", _arguments(item.get("arguments"))
         if kind == "dynamicToolCall":
-            return _str(item.get("tool")) or "unknown", _arguments(item.get("arguments"))
+            return as_str(item.get("tool")) or "unknown", _arguments(item.get("arguments"))
         if kind == "webSearch":
-            return "WebSearch", {"query": _str(item.get("query")) or ""}
+            return "WebSearch", {"query": as_str(item.get("query")) or ""}
         return str(kind), {}
 
     def _item_completed(self, params: dict[str, Any]) -> list[ev.Event]:
-        item = _dict(params.get("item"))
-        kind = item.get("type")
-        item_id = _str(item.get("id"))
+        item = as_dict(params.get("item"))
+        kind = as_str(item.get("type"))
+        item_id = as_str(item.get("id"))
         if kind == "agentMessage":
-            text = _str(item.get("text"))
+            text = as_str(item.get("text"))
             if text and text.strip():
                 return [ev.AssistantMessage(text=text, agent=self.agent)]
             return []
         if kind == "plan":
-            text = _str(item.get("text"))
+            text = as_str(item.get("text"))
             return [ev.Log(level="plan", message=text)] if text and text.strip() else []
         if item_id is None or kind not in _TOOL_ITEMS:
             return []
@@ -377,10 +362,10 @@ class CodexEventMapper:
     def _result(self, item: dict[str, Any]) -> tuple[str, str | None]:
         """The tool's response text and its error (None when it succeeded)."""
         kind = item.get("type")
-        status = _str(item.get("status"))
+        status = as_str(item.get("status"))
         if kind == "commandExecution":
-            output = _str(item.get("aggregatedOutput")) or ""
-            code = _int(item.get("exitCode"))
+            output = as_str(item.get("aggregatedOutput")) or ""
+            code = as_int(item.get("exitCode"))
             if status == "declined":
                 return output, "the command was declined"
             if code is not None and code != 0:
@@ -398,8 +383,8 @@ class CodexEventMapper:
                 return summary, f"the change failed: {summary}" if summary else "the change failed"
             return summary, None
         if kind == "mcpToolCall":
-            error = _str(_dict(item.get("error")).get("message"))
-            text = _text_of(_dict(item.get("result")).get("content"))
+            error = as_str(as_dict(item.get("error")).get("message"))
+            text = _text_of(as_dict(item.get("result")).get("content"))
             if error or status == "failed":
                 return text, error or text or "the tool call failed"
             return text, None

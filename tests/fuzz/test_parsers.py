@@ -15,8 +15,7 @@ crash, no actor death.
 Every event a parser makes must be well-formed (each field of its declared type), come
 back the same from ``event_from_json(event.to_json(source))`` and be what the store
 accepts. The room parser and the stuck detector have their own properties
-(``tests/rooms``). Bugs the fuzzing found are the strict xfails at the end, each with
-its reproducer: they pass once fixed (and then fail here, to be un-marked).
+(``tests/rooms``). What the fuzzing found is at the end, each with its reproducer.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ from hypothesis import strategies as st
 
 from actors import Actor, ActorRef, ActorSystem, CrashReport
 from orchestrator import events as ev
+from orchestrator._values import replace_lone_surrogates
 from orchestrator.bridges import claude as claude_bridge
 from orchestrator.bridges import codex as codex_bridge
 from orchestrator.bridges.claude import ClaudeAgent, SandboxTransport
@@ -234,7 +234,7 @@ def expected_lines(payload: bytes) -> tuple[list[dict[str, Any]], bool]:
         except ValueError:
             return out, True
         assert isinstance(value, dict)
-        out.append(value)
+        out.append(replace_lone_surrogates(value))  # no UTF-8 stream holds one
     return out, False
 
 
@@ -1128,7 +1128,7 @@ async def test_a_room_router_survives_any_record_of_its_participants(
         assert state["state"] in ("active", "closed")
 
 
-# -- bugs the fuzzing found (strict xfails: fix the bug, then remove the mark) ------------
+# -- what the fuzzing found (each was a bug; fixed) -----------------------------------------
 
 
 def test_a_deeply_nested_claude_line_is_a_sandbox_error() -> None:
@@ -1137,8 +1137,8 @@ def test_a_deeply_nested_claude_line_is_a_sandbox_error() -> None:
         trio.run(drain, reader)
 
 
-# (the bug tests run trio themselves: an error inside pytest-trio's nursery would reach
-# xfail's ``raises`` wrapped in an exception group)
+# (these run trio themselves, so ``pytest.raises`` sees the error itself, not an
+# exception group from pytest-trio's nursery)
 DEEP_LINE = b'{"a":' + b"[" * 100_000 + b"1" + b"]" * 100_000 + b"}\n"
 
 
@@ -1153,125 +1153,153 @@ def test_a_deeply_nested_codex_line_is_a_codex_error() -> None:
         trio.run(drain, reader)
 
 
-# Messages the SDK accepts, with a value of another type than the CLI writes: each
-# crashes the bridge (the pump's task, hence the agent process) or makes an event with
-# a field of the wrong type.
-CLAUDE_WRONG_TYPES = [
-    # TextBlock.text not a string: AttributeError 'int' object has no attribute 'strip'
-    {"type": "assistant", "message": {"model": "m", "content": [{"type": "text", "text": 5}]}},
-    # ToolUseBlock.input not an object: AttributeError (TodoWrite) / TypeError (others)
-    {
-        "type": "assistant",
-        "message": {
-            "model": "m",
-            "content": [{"type": "tool_use", "id": "a", "name": "Bash", "input": [1]}],
+# Messages the SDK accepts, with a value of another type than the CLI writes, and the
+# events they give. Each crashed the bridge (the pump's task, hence the agent process)
+# or made an event with a field of the wrong type; the error it raised is noted.
+CLAUDE_WRONG_TYPES: list[tuple[dict[str, Any], list[ev.Event]]] = [
+    # TextBlock.text not a string (AttributeError: 'int' object has no attribute 'strip')
+    (
+        {"type": "assistant", "message": {"model": "m", "content": [{"type": "text", "text": 5}]}},
+        [],
+    ),
+    # ToolUseBlock.input not an object (AttributeError for TodoWrite, TypeError for others):
+    # the call is shown, with no input
+    (
+        {
+            "type": "assistant",
+            "message": {
+                "model": "m",
+                "content": [{"type": "tool_use", "id": "a", "name": "Bash", "input": [1]}],
+            },
         },
-    },
-    # ToolUseBlock.id unhashable: TypeError unhashable type: 'list'
-    {
-        "type": "assistant",
-        "message": {
-            "model": "m",
-            "content": [{"type": "tool_use", "id": [], "name": "Bash", "input": {}}],
+        [ev.PreToolUse(tool_name="Bash", tool_use_id="a", tool_input={}, agent="a")],
+    ),
+    # ToolUseBlock.id unhashable (TypeError: unhashable type: 'list')
+    (
+        {
+            "type": "assistant",
+            "message": {
+                "model": "m",
+                "content": [{"type": "tool_use", "id": [], "name": "Bash", "input": {}}],
+            },
         },
-    },
-    # UserMessage.content neither a string nor a list: TypeError 'int' is not iterable
-    {"type": "user", "message": {"content": 5}},
-    # ToolResultBlock.content an int: TypeError in _result_text
-    {
-        "type": "user",
-        "message": {"content": [{"type": "tool_result", "tool_use_id": "x", "content": 5}]},
-    },
-    # the model not a string: AttributeError in price_for (the cost meter)
-    {
-        "type": "assistant",
-        "message": {"model": 5, "content": [], "usage": {"input_tokens": 1}, "id": "m1"},
-    },
-    # a TodoWrite whose todos are not objects: TodoWrite.todos == [1] (not list[dict])
-    {
-        "type": "assistant",
-        "message": {
-            "model": "m",
-            "content": [
-                {"type": "tool_use", "id": "a", "name": "TodoWrite", "input": {"todos": [1]}}
-            ],
+        [],
+    ),
+    # UserMessage.content neither a string nor a list (TypeError: 'int' is not iterable)
+    ({"type": "user", "message": {"content": 5}}, []),
+    # ToolResultBlock.content an int (TypeError in _result_text): a result with no text
+    (
+        {
+            "type": "user",
+            "message": {"content": [{"type": "tool_result", "tool_use_id": "x", "content": 5}]},
         },
-    },
-    # a result whose numbers are strings: SessionEnd(num_turns="1", duration_ms="x")
-    {
-        "type": "result",
-        "subtype": "success",
-        "duration_ms": "x",
-        "duration_api_ms": 0,
-        "is_error": False,
-        "num_turns": "1",
-        "session_id": "s",
-    },
+        [ev.PostToolUse(tool_use_id="x", tool_response="", agent="a")],
+    ),
+    # the model not a string (AttributeError in price_for, the cost meter)
+    (
+        {
+            "type": "assistant",
+            "message": {"model": 5, "content": [], "usage": {"input_tokens": 1}, "id": "m1"},
+        },
+        [],
+    ),
+    # a TodoWrite whose todos are not objects (gave TodoWrite.todos == [1])
+    (
+        {
+            "type": "assistant",
+            "message": {
+                "model": "m",
+                "content": [
+                    {"type": "tool_use", "id": "a", "name": "TodoWrite", "input": {"todos": [1]}}
+                ],
+            },
+        },
+        [ev.TodoWrite(tool_use_id="a", todos=[])],
+    ),
+    # a result whose numbers are strings (gave SessionEnd(num_turns="1", duration_ms="x"))
+    (
+        {
+            "type": "result",
+            "subtype": "success",
+            "duration_ms": "x",
+            "duration_api_ms": 0,
+            "is_error": False,
+            "num_turns": "1",
+            "session_id": "s",
+        },
+        [ev.SessionEnd(success=True, cost_usd=0.0, duration_api_ms=0)],
+    ),
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ClaudeEventMapper (and the cost meter in ClaudeAgent._relay) trust the "
-    "types of what the SDK's parse_message accepts; see CLAUDE_WRONG_TYPES",
-)
+def untimed(events: Iterable[ev.Event]) -> list[ev.Event]:
+    return [attrs.evolve(event, ts="") for event in events]
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=SLOW)
-@given(st.lists(claude_messages | st.sampled_from(CLAUDE_WRONG_TYPES), max_size=6))
-@example([CLAUDE_WRONG_TYPES[0]])
-def test_bug_claude_messages_of_the_wrong_types_are_ignored(
+@given(
+    st.lists(
+        claude_messages | st.sampled_from([data for data, _ in CLAUDE_WRONG_TYPES]), max_size=6
+    )
+)
+@example([CLAUDE_WRONG_TYPES[0][0]])
+def test_claude_messages_of_the_wrong_types_are_skipped(
     messages: list[dict[str, Any]],
 ) -> None:
     trio.run(relay_all, messages)
 
 
-@pytest.mark.parametrize("data", CLAUDE_WRONG_TYPES)
-@pytest.mark.xfail(strict=True, reason="bug: see CLAUDE_WRONG_TYPES")
-def test_bug_each_claude_message_of_the_wrong_types(data: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("data", "events"), CLAUDE_WRONG_TYPES)
+def test_each_claude_message_of_the_wrong_types(
+    data: dict[str, Any], events: list[ev.Event]
+) -> None:
     assert accepted(data) is not None  # the SDK accepts it
-    trio.run(relay_all, [data])
+    assert untimed(trio.run(relay_all, [data])) == untimed(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a lone surrogate in Claude Code's output (JSON.stringify writes one as "
-    "'\\ud83d', e.g. a text cut in the middle of an emoji) makes an event the store "
-    "refuses with UnicodeEncodeError, which the session actor does not expect",
-    raises=UnicodeEncodeError,
-)
-def test_bug_a_lone_surrogate_from_claude_code_is_stored() -> None:
+@pytest.mark.parametrize("escape", [b"\\ud83d", b"\\uDE00", b"\\ud83d\\ud83d"])
+def test_a_lone_surrogate_from_claude_code_is_stored_as_a_replacement_character(
+    escape: bytes,
+) -> None:
+    # JSON.stringify escapes an unpaired surrogate (a text cut inside an emoji)
     line = (
         b'{"type":"assistant","message":{"model":"m",'
-        b'"content":[{"type":"text","text":"\\ud83d"}]}}\n'
+        b'"content":[{"type":"text","text":"ok ' + escape + b'"},'
+        b'{"type":"tool_use","id":"t","name":"Bash","input":{"k'
+        + escape
+        + b'":"\\ud83d\\ude00"}}]}}\n'
     )
-    [data] = json.loads(b"[" + line + b"]")  # as the reader reads it
-    trio.run(relay_all, [data])
+    data = SandboxTransport._parse(line)  # as the transport reads it
+    emitted = trio.run(relay_all, [data])  # checked: the store takes each event
+    replaced = "\ufffd" * escape.count(b"\\u")
+    assert untimed(emitted) == untimed(
+        [
+            ev.AssistantMessage(text=f"ok {replaced}", agent="a"),
+            ev.PreToolUse(
+                tool_name="Bash", tool_use_id="t", tool_input={f"k{replaced}": "😀"}, agent="a"
+            ),
+        ]
+    )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: CodexEventMapper raises TypeError (unhashable type) on an item whose "
-    "type is a list or an object: `item.get('type') not in _TOOL_ITEMS` in _item_started "
-    "and `kind not in _TOOL_ITEMS` in _item_completed; the notification handler, hence "
-    "the JSON-RPC reader and the agent, fail",
-)
 @pytest.mark.parametrize("method", ["item/started", "item/completed"])
-@pytest.mark.parametrize("kind", [[], {}])
-def test_bug_a_codex_item_whose_type_is_not_a_string(method: str, kind: object) -> None:
-    codex_events(
-        [{"method": method, "params": {"threadId": "th", "item": {"id": "i", "type": kind}}}]
+@pytest.mark.parametrize("kind", [[], {}, ["commandExecution"]])
+def test_a_codex_item_whose_type_is_not_a_string_is_skipped(method: str, kind: object) -> None:
+    notification = {
+        "method": method,
+        "params": {"threadId": "th", "item": {"id": "i", "type": kind}},
+    }
+    assert codex_events([notification]) == []
+
+
+def test_a_huge_integer_in_a_hook_is_dropped() -> None:
+    # json.loads reads integers too large for a float from a hook's body
+    huge = 10**400
+    event = hook_to_event(
+        {"hook_event_name": "SessionEnd", "session": {"num_turns": huge, "cost_usd": huge}}
     )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,  # hook_to_event
-    reason="bug: hook_to_event raises OverflowError on an integer too large for a float "
-    "(session.num_turns, cost_usd, duration_ms: _number calls math.isfinite on it); "
-    "json.loads reads such integers from a hook's body",
-)
-def test_bug_a_huge_integer_in_a_hook() -> None:
-    hook_to_event({"hook_event_name": "SessionEnd", "session": {"num_turns": 10**400}})
+    assert event is not None
+    assert untimed([event]) == untimed([ev.SessionEnd(success=True)])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=SLOW)
