@@ -37,6 +37,13 @@ async def read_events(
     append gets the position ``<offset of the append's start>~<records to skip>``,
     so every record's position is its own and resuming from it repeats nothing."""
     offset, skip = split_position(offset)
+    if offset == "now":
+        # the tail as an offset: a record's position must name where its append starts
+        try:
+            offset = (await store.read(path, "now", wait=0.0)).next_offset
+        except StreamNotFound:
+            return
+        skip = 0
     while True:
         try:
             page = await store.read(path, offset, wait=wait if follow else 0.0)

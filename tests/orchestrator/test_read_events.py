@@ -60,3 +60,32 @@ def test_malformed_positions_are_refused() -> None:
     for bad in ("abc~", "abc~0", "abc~-1", "abc~x", "abc~1234567"):
         with pytest.raises(ValueError, match="not a stream position"):
             split_position(bad)
+
+
+async def test_a_reader_from_now_gets_positions_that_resume_exactly() -> None:
+    # a reader that starts at the tail, then an append of three records: each position
+    # it hands out names a real offset (never "now~k") and resumes after its record
+    async with MemoryStore() as store, trio.open_nursery() as nursery:
+        await fill(store, [2])
+        seen: list[tuple[str, int]] = []
+        started = trio.Event()
+
+        async def follow() -> None:
+            async with aclosing(read_events(store, PATH, "now", wait=5)) as items:
+                started.set()
+                async for item in items:
+                    seen.append((item.offset, item.raw["n"]))
+                    if len(seen) == 3:
+                        return
+
+        nursery.start_soon(follow)
+        await started.wait()
+        await trio.sleep(0.05)  # the reader is waiting at the tail
+        body = [{"type": "log", "level": "system", "message": "m", "n": n} for n in (2, 3, 4)]
+        await store.append(
+            PATH, AppendRequest(body=json.dumps(body).encode(), content_type="application/json")
+        )
+    assert [n for _, n in seen] == [2, 3, 4]
+    for index, (position, _) in enumerate(seen):
+        assert not position.startswith("now")
+        assert [n for _, n in await all_from(store, position)] == [2, 3, 4][index + 1 :]
