@@ -1,25 +1,37 @@
-"""Load benchmark: many concurrent sessions, each a scripted agent (the real Claude Code
-CLI in a local sandbox, against the scripted model server), and many SSE readers over
-real HTTP, for a while.
+"""Load benchmark: many concurrent sessions, each a scripted agent in a local sandbox,
+and many SSE readers over real HTTP, for a while.
 
     python -m bench.load [--sessions 500] [--readers 1000] [--minutes 10] [--quick]
-                         [--period S] [--create-concurrency N] [--no-bwrap]
+                         [--agent scripted|claude] [--period S]
+                         [--create-concurrency N] [--no-bwrap]
 
 One embedded :class:`~orchestrator.core.Orchestrator` (local sandboxes, the on-disk
 store) with its HTTP API (``create_api`` served by ``transport.serve`` on 127.0.0.1).
-The scripted model server runs in a process of its own (``python -m orchestrator.models``):
-it records every request it answers, whole conversations included, and that memory is
-not the orchestrator's.
+
+The agent (``--agent``):
+
+- ``scripted`` (the default): ``bench/scripted_agent.py``, a stand-in for the Claude
+  Code CLI that speaks its stream-json and control protocol to claude-agent-sdk in a
+  few MiB, run in the sandbox in place of the CLI. Everything on the orchestrator's
+  side is what a real session runs: the SDK, the sandbox transport, the event mapper
+  and the cost meter, the permission callback, the session actor, the store, SSE.
+- ``claude``: the real Claude Code CLI against the scripted model server. One CLI
+  process holds 120-140 MiB of its own (private dirty pages, not shared ones), so 500
+  need ~65 GiB: 100 is what fits a 24 GiB machine (``--agent claude --sessions 100``).
+
+The scripted model server runs in a process of its own (``python -m
+orchestrator.models``, idle with the scripted agent): it records every request it
+answers, and that memory is not the orchestrator's.
 
 - sessions: created concurrently (at most ``--create-concurrency`` starting at once, a
   session counting as started once its first turn has ended); each then takes another
-  turn every ``--period`` seconds (jittered), each turn a tool call (``Bash``) and a
-  text answer, so that events flow for the whole run;
+  turn every ``--period`` seconds (jittered), each turn a tool call (``Bash``, through
+  the permission callback) and a text answer, so that events flow for the whole run;
 - readers: ``GET /api/sessions/<id>/events`` (SSE, httpx), spread round-robin over the
   sessions; each counts its events, checks that ids (stream positions) only go up, and
   keeps a digest of them; a dropped stream is resumed with ``Last-Event-ID``;
 - sampled every 5 seconds: the process's RSS (``VmRSS``), the RSS of the
-  agents' processes (the CLI and its sandbox), the events appended to the session
+  agents' processes (the agent and its sandbox), the events appended to the session
   streams, the bytes the store holds in memory, the number of trio tasks;
 - at the end: every session is given a final turn and must answer it within 180 s;
   then every reader must reach its session's last event with exactly the ids the
@@ -31,13 +43,6 @@ the sessions and readers started and a warm-up): ``(max - min) / min`` of the RS
 net of the bytes the store keeps (every stream is held in memory, on disk too); no stuck
 task (sessions unanswered, readers behind or wrong, trio tasks at the end vs the start).
 The last line holds every figure as ``key=value``.
-
-The issue's target (500 sessions, 1,000 readers, 10 minutes) stays the default, but it
-does not fit 2 cores and 24 GiB: one Claude Code process with its bubblewrap sandbox
-holds 120-140 MiB (the ``agents_rss_per_session_mb`` figure), so 500 need ~65 GiB, and
-their turns are what takes the CPU (the orchestrator itself used ~13 % of one core at
-100 sessions and 1,000 readers). Measured on such a machine: 100 sessions and 1,000
-readers for 10 minutes (``--sessions 100``), about 11.5 minutes in all.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from orchestrator.sandboxes.local import LocalProvider
 from orchestrator.streams import read_events, split_position
 from transport import Store, serve
 
+SCRIPTED_AGENT = Path(__file__).with_name("scripted_agent.py")
 HIDDEN_TYPES = frozenset({"command", "gate_response"})  # never sent over SSE
 SESSION_PREFIX = "/v1/stream/session/"
 
@@ -87,6 +93,7 @@ class Sizes:
     create_concurrency: int = 6
     final_timeout: float = 180.0
     bwrap: bool = True  # local sandboxes under bubblewrap when it works
+    agent: str = "scripted"  # scripted (bench/scripted_agent.py) | claude (the real CLI)
 
 
 QUICK = Sizes(
@@ -443,7 +450,7 @@ async def bench(sizes: Sizes) -> dict[str, str]:
             provider = LocalProvider(
                 "bench-load",
                 tmp / "sandboxes",
-                claude_binary=bundled_claude_cli(),
+                claude_binary=SCRIPTED_AGENT if sizes.agent == "scripted" else bundled_claude_cli(),
                 bwrap=None if sizes.bwrap else False,
             )
             async with (
@@ -580,6 +587,7 @@ async def run(
         "readers_connected": str(connected),
         "minutes": f"{sizes.minutes:g}",
         "period_s": f"{sizes.period:g}",
+        "agent": sizes.agent,
         "bwrap": str(int(sizes.bwrap)),
         "create_s": f"{create_seconds:.1f}",
         "rss_base_mb": mb(rss_base),
@@ -625,10 +633,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-bwrap", dest="bwrap", action="store_false", help="plain local processes"
     )
+    parser.add_argument(
+        "--agent",
+        choices=("scripted", "claude"),
+        default="scripted",
+        help="the scripted stand-in of the CLI (bench/scripted_agent.py) or the real "
+        "Claude Code CLI against the scripted model server",
+    )
     parser.add_argument("--quick", action="store_true", help="5 sessions, 20 readers, 20 s")
     args = parser.parse_args(argv)
     sizes = attrs.evolve(QUICK) if args.quick else Sizes()
     sizes.bwrap = args.bwrap
+    sizes.agent = args.agent
     for name in ("sessions", "readers", "minutes", "period", "create_concurrency"):
         value = getattr(args, name)
         if value is not None:

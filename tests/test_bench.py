@@ -47,18 +47,19 @@ def test_sessions_bench_prints_its_figures(docker_client: object) -> None:
         assert float(figures[key]) > 0, key
 
 
-def test_load_bench_prints_its_figures() -> None:
-    figures = figures_of("bench.load", "--quick")
+@pytest.mark.parametrize("agent", ["scripted", "claude"])
+def test_load_bench_prints_its_figures(agent: str) -> None:
+    figures = figures_of("bench.load", "--quick", "--agent", agent)
     for key in (
         "rss_per_session_kb",
         "rss_per_reader_kb",
         "rss_flat_pct",
         "events_per_s",
         "deliveries_per_s",
-        "sessions_answered",
-        "readers_exact",
         "tasks_steady_max",
-        "stuck",
     ):
         float(figures[key])  # a number, whatever it says
-    assert (figures["sessions"], figures["readers"]) == ("5", "20")
+    assert (figures["sessions"], figures["readers"], figures["agent"]) == ("5", "20", agent)
+    # every session answered its last turn, every reader saw exactly the stored events
+    assert (figures["sessions_answered"], figures["readers_exact"]) == ("5", "20")
+    assert (figures["failed_turns"], figures["stuck"]) == ("0", "0")
