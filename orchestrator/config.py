@@ -91,6 +91,7 @@ class Settings:
     port: int = 4400
     sandbox: SandboxKind = "auto"
     docker_hosts: tuple[str, ...] = ()
+    docker_watch_seconds: float = 5.0  # health checks of docker_hosts (library only)
     sandbox_network: NetworkKind = "host"
     image: str = "agent-orchestrator/debian:bookworm-1"
     max_session_cost_usd: float = 5.0

@@ -13,12 +13,14 @@ the same object.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import secrets
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
+from functools import partial
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Self
@@ -35,7 +37,7 @@ from .api._limits import admission_refusal
 from .bridges.codex_cli import codex_binary
 from .config import Settings
 from .errors import StoreUnavailable
-from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
+from .gates import GateClosed, GateRegistry, ToolPolicy, open_gate_supervisor
 from .rooms import actor as rooms
 from .rooms.actor import RoomConfig, RoomRouterActor, room_stream
 from .rooms.roles import (
@@ -53,6 +55,7 @@ from .sessions.actor import (
     PRODUCTION_TOOLS,
     Cancel,
     Delete,
+    Fail,
     GetSandbox,
     Interrupt,
     Iterate,
@@ -90,6 +93,8 @@ __all__ = [
     "split_position",
 ]
 
+logger = logging.getLogger(__name__)
+
 TEXT_LIMIT = 10_000
 SHORT_LIMIT = 500
 KEY_LIMIT = 1_000
@@ -108,6 +113,12 @@ class OrchestratorError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+CUT_TURN = (
+    "The server restarted during this turn and the agent's call was lost; "
+    "it resumes its conversation with the next message"
+)
 
 
 def bundled_claude_cli() -> Path:
@@ -350,8 +361,16 @@ class Orchestrator:
                     await self._gates.restore(str(info["id"]))
             await self._recover()
             if isinstance(self._provider, MultiDockerProvider):
-                # an engine that comes back is reaped of sandboxes of ended sessions
+                # an engine that comes back is reaped of sandboxes of ended sessions;
+                # one that goes down fails its sessions (idle ones too), found by a
+                # health check every few seconds
                 self._provider.keep = self._keeps_sandbox
+                self._provider.on_down = self._host_down
+                watcher = await stack.enter_async_context(trio.open_nursery())
+                stack.callback(watcher.cancel_scope.cancel)  # unwound first
+                watcher.start_soon(
+                    partial(self._provider.watch, interval=self.settings.docker_watch_seconds)
+                )
             # Open rooms are rebuilt from their streams, with the message gates of their
             # participants (which wait on the room, whatever their sessions' status).
             for room in await self.rooms():
@@ -551,21 +570,34 @@ class Orchestrator:
             if waiting is not None and waiting.pending:
                 await self._respawn(info, None)  # its creation goes on after the choice
                 continue
-            body = json.dumps(
-                [
-                    ev.Log(
-                        level="error",
-                        message="The server restarted and this session's sandbox is gone",
-                    ).to_json("server")
-                ]
-            ).encode()
-            try:
-                await self.store.append(
-                    session_stream(session_id), AppendRequest(body=body, content_type=JSON)
-                )
-            except StreamError:
-                pass
+            gone = "The server restarted and this session's sandbox is gone"
+            await self._server_says(session_id, ev.Log(level="error", message=gone))
             await self._reg(UpdateSession(session_id, {"status": "error", "ended": True}))
+
+    async def _server_says(self, session_id: str, *events: ev.Event) -> None:
+        """Events from the server into a session's stream (as one append), when no
+        actor of the session runs; a store that refuses them is let be."""
+        body = json.dumps([event.to_json("server") for event in events]).encode()
+        try:
+            await self.store.append(
+                session_stream(session_id), AppendRequest(body=body, content_type=JSON)
+            )
+        except StreamError:
+            pass
+
+    async def _host_down(self, url: str, reason: str, session_ids: list[str]) -> None:
+        """A Docker engine stopped answering: each live session whose sandbox is there
+        fails, saying so (its sandbox is reaped when the engine is back)."""
+        for session_id in session_ids:
+            actor = self._actor(session_id)
+            if actor is None:
+                continue
+            try:
+                await actor.ask(
+                    Fail(f"its Docker host {url} stopped answering ({reason})"), timeout=60
+                )
+            except (ActorStopped, Refused, StoreUnavailable, trio.TooSlowError) as exc:
+                logger.warning("session %s: failing it after its host: %r", session_id, exc)
 
     async def _keeps_sandbox(self, session_id: str) -> bool:
         info = await self.session_info(session_id)
@@ -590,9 +622,28 @@ class Orchestrator:
             resume=info.get("lastCoderSessionId"),
             spent_usd=float(info.get("totalCostUsd") or 0.0),
         )
-        if sandbox is not None and info.get("status") == "running":
-            await self._reg(UpdateSession(session_id, {"status": "complete"}))
+        if sandbox is not None:
+            await self._end_cut_turn(session_id, running=info.get("status") == "running")
         await self._spawn_session(config, reattach=sandbox)
+
+    async def _end_cut_turn(self, session_id: str, *, running: bool) -> None:
+        """After a restart, for a re-attached session: the agent process that asked
+        for a tool approval or a question is gone with the old server, so nobody would
+        act on the answer: those gates are cancelled, saying why. A turn that was
+        running ends failed (a ``session_end``, so that whoever waits on it, a room
+        included, goes on); the agent resumes its conversation with the next message."""
+        for gate in self.gates.pending(session_id):
+            if gate.kind in ("tool_permission", "ask_user_question"):
+                try:
+                    await gate.cancel(CUT_TURN)
+                except GateClosed:
+                    continue
+        if not running:
+            return
+        await self._server_says(
+            session_id, ev.Log(level="system", message=CUT_TURN), ev.SessionEnd(success=False)
+        )
+        await self._reg(UpdateSession(session_id, {"status": "complete"}))
 
     def _agent_env(self, agent: str, api_key: str | None) -> dict[str, str]:
         """The agent's credentials and endpoint: in production the server's own key

@@ -34,6 +34,11 @@ from .._values import as_dict, as_dicts, as_int, as_number, as_str, as_text
 __all__ = ["ClaudeEventMapper", "CostMeter", "Price", "ask_user_question", "price_for"]
 
 SILENT_RESULTS = frozenset({"TodoWrite", "AskUserQuestion"})
+# Bounds of what a long session remembers: the message ids whose usage was counted (the
+# CLI repeats a message's usage on each of its blocks, one after the other), and the
+# names of the tool calls whose results have not come yet.
+SEEN_MESSAGES = 256
+OPEN_TOOL_CALLS = 1024
 
 
 @attrs.frozen
@@ -97,7 +102,7 @@ class CostMeter:
         self.total = total
         self._turn_metered = 0.0
         self._process_reported = 0.0
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # the last SEEN_MESSAGES ids, oldest first
 
     def new_process(self) -> None:
         self._process_reported = 0.0
@@ -109,7 +114,9 @@ class CostMeter:
         if message_id is not None:
             if message_id in self._seen:
                 return 0.0
-            self._seen.add(message_id)
+            self._seen[message_id] = None
+            if len(self._seen) > SEEN_MESSAGES:
+                del self._seen[next(iter(self._seen))]
         cost = price_for(model).cost(usage)
         self._turn_metered += cost
         self.total += cost
@@ -201,6 +208,8 @@ class ClaudeEventMapper:
                 if tool_use_id is None or name is None:
                     continue
                 self._tools[tool_use_id] = name
+                if len(self._tools) > OPEN_TOOL_CALLS:  # results that never came
+                    del self._tools[next(iter(self._tools))]
                 tool_input = as_dict(block.input)
                 if name == "TodoWrite":
                     todos = as_dicts(tool_input.get("todos"))
@@ -228,7 +237,7 @@ class ClaudeEventMapper:
             tool_use_id = as_str(block.tool_use_id)
             if tool_use_id is None:
                 continue
-            name = self._tools.get(tool_use_id)
+            name = self._tools.pop(tool_use_id, None)  # a call has one result
             if name in SILENT_RESULTS:
                 continue
             text = _result_text(block.content)

@@ -29,7 +29,9 @@ given at construction or set later (:attr:`MultiDockerProvider.keep`); until the
 returned engine waits for a call of :meth:`MultiDockerProvider.reap`. Probes and reaping
 happen on use (``create``, ``attach``, ``list_owned``, ``reap``, or any call of a
 sandbox on a down engine); :meth:`MultiDockerProvider.watch` also runs them on a timer,
-with a health check of the engines that are up, for a caller with a nursery.
+with a health check of the engines that are up, for a caller with a nursery, and tells
+``on_down`` (once per time down) of each engine found down, with the sessions whose
+sandboxes it held: the orchestrator fails them, idle ones included.
 
 ``attach``, ``list_owned`` and ``reap`` ask every engine that is up, concurrently; the
 engines that are down are left out (logged), so that a list answers with what can be
@@ -58,6 +60,7 @@ __all__ = [
     "HostStatus",
     "Keep",
     "MultiDockerProvider",
+    "OnDown",
     "place",
 ]
 
@@ -69,6 +72,9 @@ LABEL_HOST = "agent-orchestrator.host"
 
 # Whether a session keeps its sandbox: false when it is gone or ended.
 Keep = Callable[[str], bool | Awaitable[bool]]
+# Told once each time an engine goes down, with its URL, why, and the ids of the
+# sessions whose sandboxes were seen on it.
+OnDown = Callable[[str, str, list[str]], Awaitable[None]]
 
 FIRST_BACKOFF = 1.0
 
@@ -124,6 +130,7 @@ class _Host:
         self.reap_due = False
         self.pending = 0  # creates in flight
         self.pending_memory = 0
+        self.told_down = False  # on_down was told of this time down
 
     @property
     def up(self) -> bool:
@@ -206,6 +213,7 @@ class MultiDockerProvider(SandboxProvider):
         threads_per_host: int = 8,
         max_per_host: int | None = None,
         keep: Keep | None = None,
+        on_down: OnDown | None = None,
         timeout: float = 30.0,
         probe_timeout: float = 3.0,
         max_backoff: float = 30.0,
@@ -223,6 +231,7 @@ class MultiDockerProvider(SandboxProvider):
             raise ValueError(f"max_per_host must be >= 1, not {max_per_host}")
         self.max_per_host = max_per_host
         self.keep = keep
+        self.on_down = on_down
         self.timeout = timeout
         self.probe_timeout = max(1.0, probe_timeout)
         self.max_backoff = max(FIRST_BACKOFF, max_backoff)
@@ -242,6 +251,7 @@ class MultiDockerProvider(SandboxProvider):
         )
         self._hosts = [_Host(self, url, index) for index, url in enumerate(urls)]
         self._where: dict[str, _Host] = {}  # sandbox id -> the engine it was seen on
+        self._session_of: dict[str, str] = {}  # sandbox id -> its session
         self._placing = trio.Lock()
         self._creating: set[str] = set()
         # (engine, session) of creates that engine stopped answering: what it made of
@@ -312,6 +322,7 @@ class MultiDockerProvider(SandboxProvider):
                 host.probe_failed(str(exc))
                 return
         host.down, host.reason, host.backoff = False, "", 0.0
+        host.told_down = False
         host.reap_due = returning
         logger.info("Docker host %s %s", host.url, "answers again" if again else "answers")
 
@@ -338,15 +349,38 @@ class MultiDockerProvider(SandboxProvider):
 
     async def watch(self, *, interval: float = 5.0) -> NoReturn:
         """Forever (run it in a nursery): every ``interval`` seconds, ask each engine
-        that is up how it is (one that does not answer is marked down), probe the down
-        ones that are due, and reap those that came back."""
+        that is up how it is (one that does not answer is marked down), tell
+        ``on_down`` of each engine found down since the last time (however it was
+        found), probe the down ones that are due, and reap those that came back. A
+        failure of one round is logged; the next round comes anyway."""
         while True:
-            async with trio.open_nursery() as nursery:
-                for host in self._hosts:
-                    if host.up:
-                        nursery.start_soon(self._ping, host)
-            await self._maintain()
+            try:
+                async with trio.open_nursery() as nursery:
+                    for host in self._hosts:
+                        if host.up:
+                            nursery.start_soon(self._ping, host)
+                await self._tell_down()
+                await self._maintain()
+            except Exception:
+                logger.exception("watching the Docker hosts")
             await trio.sleep(interval)
+
+    async def _tell_down(self) -> None:
+        on_down = self.on_down
+        if on_down is None or self._closed:
+            return
+        for host in self._hosts:
+            if host.up or host.told_down or host.provider is None:
+                continue  # (never connected: it has no sandboxes of this run)
+            host.told_down = True
+            sessions = sorted(
+                {
+                    self._session_of[sandbox_id]
+                    for sandbox_id, where in self._where.items()
+                    if where is host and sandbox_id in self._session_of
+                }
+            )
+            await on_down(host.url, host.reason, sessions)
 
     async def _ping(self, host: _Host) -> None:
         assert host.provider is not None
@@ -475,7 +509,7 @@ class MultiDockerProvider(SandboxProvider):
             finally:
                 host.pending -= 1
                 host.pending_memory -= spec.memory_bytes or 0
-            self._where[sandbox.sandbox_id] = host
+            self._note(host, sandbox.sandbox_id, session_id)
             logger.info("sandbox %s: on Docker host %s", session_id, host.url)
             return sandbox
 
@@ -489,7 +523,7 @@ class MultiDockerProvider(SandboxProvider):
         found = await self._each(lambda p: p.attach(session_id), f"attach {session_id}")
         for host, sandbox in found:
             if sandbox is not None:
-                self._where[sandbox.sandbox_id] = host
+                self._note(host, sandbox.sandbox_id, session_id)
                 return sandbox
         return None
 
@@ -506,7 +540,13 @@ class MultiDockerProvider(SandboxProvider):
         """``owned`` is all there is on ``host``: what else it was known for is gone."""
         for sandbox_id in [k for k, v in self._where.items() if v is host]:
             self._where.pop(sandbox_id)
-        self._where.update(dict.fromkeys((info.sandbox_id for info in owned), host))
+            self._session_of.pop(sandbox_id, None)
+        for info in owned:
+            self._note(host, info.sandbox_id, info.session_id)
+
+    def _note(self, host: _Host, sandbox_id: str, session_id: str) -> None:
+        self._where[sandbox_id] = host
+        self._session_of[sandbox_id] = session_id
 
     async def remove(self, sandbox_id: str) -> None:
         """On its engine, when known (a SandboxError naming it when it is down), else on
@@ -517,6 +557,7 @@ class MultiDockerProvider(SandboxProvider):
         else:
             await self._each(lambda p: p.remove(sandbox_id), f"remove {sandbox_id}")
         self._where.pop(sandbox_id, None)
+        self._session_of.pop(sandbox_id, None)
 
     # -- reaping -----------------------------------------------------------------------
 
@@ -563,6 +604,7 @@ class MultiDockerProvider(SandboxProvider):
                         continue
                 await host.provider.remove(info.sandbox_id)
                 self._where.pop(info.sandbox_id, None)
+                self._session_of.pop(info.sandbox_id, None)
                 removed.append(info)
         except BaseException:
             host.reap_due = True

@@ -47,6 +47,7 @@ __all__ = [
     "Cancel",
     "Delete",
     "Deliver",
+    "Fail",
     "Finish",
     "GetSandbox",
     "Interrupt",
@@ -219,7 +220,10 @@ class _TurnDone:
 
 
 @attrs.frozen
-class _Failed:
+class Fail:
+    """The session failed (its agent, or its sandbox's host): it says why in its
+    stream and ends with status ``error``."""
+
     message: str
 
 
@@ -296,7 +300,7 @@ class SessionActor(Actor):
             await self._turn_done(msg)
         elif isinstance(msg, _AgentRestarting):
             await self._agent_restarting(msg.reason)
-        elif isinstance(msg, _Failed):
+        elif isinstance(msg, Fail):
             await self._emit(ev.Log(level="error", message=f"Session failed: {msg.message}"))
             await self._end("error")
         elif isinstance(msg, Iterate):
@@ -447,7 +451,7 @@ class SessionActor(Actor):
             except Exception as exc:
                 logger.exception("session %s failed", self.config.session_id)
                 try:
-                    await self._report(_Failed(str(exc) or type(exc).__name__))
+                    await self._report(Fail(str(exc) or type(exc).__name__))
                 except ActorStopped:
                     pass
 

@@ -105,3 +105,49 @@ def test_events_round_trip_through_their_stream_form() -> None:
         back, source = ev.event_from_json(json.loads(json.dumps(event.to_json("agent"))))
         assert back == event
         assert source == "agent"
+
+
+def test_a_long_session_remembers_a_bounded_amount() -> None:
+    # 5,000 tool calls, each with its result, and 5,000 messages metered: what the mapper
+    # and the meter keep does not grow with the session
+    mapper = ClaudeEventMapper()
+    meter = CostMeter()
+    usage = {"input_tokens": 1_000_000}
+    for index in range(5_000):
+        call = {
+            "type": "assistant",
+            "message": {
+                "model": "claude-sonnet-4-6",
+                "id": f"m{index}",
+                "content": [{"type": "tool_use", "id": f"t{index}", "name": "Bash", "input": {}}],
+            },
+        }
+        result = {
+            "type": "user",
+            "message": {"content": [{"type": "tool_result", "tool_use_id": f"t{index}"}]},
+        }
+        assert [e.type for e in mapper.map(parse_message(call))] == ["pre_tool_use"]
+        [post] = mapper.map(parse_message(result))
+        assert isinstance(post, ev.PostToolUse)
+        assert post.tool_name == "Bash"  # still named
+        assert meter.on_usage(f"m{index}", "claude-sonnet-4-6", usage) == 3.0
+        assert meter.on_usage(f"m{index}", "claude-sonnet-4-6", usage) == 0.0  # repeated
+    assert meter.total == 15_000.0
+    assert len(mapper._tools) == 0
+    assert len(meter._seen) <= 256
+    # results that never come are forgotten beyond a bound
+    for index in range(3_000):
+        mapper.map(
+            parse_message(
+                {
+                    "type": "assistant",
+                    "message": {
+                        "model": "m",
+                        "content": [
+                            {"type": "tool_use", "id": f"u{index}", "name": "X", "input": {}}
+                        ],
+                    },
+                }
+            )
+        )
+    assert len(mapper._tools) <= 1024

@@ -1,7 +1,10 @@
 """``kill -9`` of the server with 20 sessions live in containers, then a start on the
 same data directory: no acknowledged event is lost, every container is re-attached to
 its session (none orphaned), each agent resumes its conversation (Claude's session id)
-with the next message, and a session waiting at its setup choice waits again."""
+with the next message, and a session waiting at its setup choice waits again. Two more
+are killed in the middle of a turn, one at a tool approval and one at a question: the
+agent process that asked is gone, so the gates are cancelled saying why, the turn ends
+failed, and the agent answers the next message."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ import httpx
 import pytest
 import trio
 
-from orchestrator.models import AgentScript, Script, open_model_server
+from orchestrator.core import CUT_TURN
+from orchestrator.models import AgentScript, Script, ToolCall, Turn, open_model_server
 
 from ..docker_support import off_loop
 from ..sandboxes.conftest import docker_leftovers, remove_docker_leftovers
@@ -90,7 +94,28 @@ async def until_status(
 async def test_a_killed_server_comes_back_with_every_session(
     tmp_path: Path, docker_client: docker.DockerClient, docker_limiter: trio.CapacityLimiter
 ) -> None:
-    script = Script(default=AgentScript.of("First answer.", "Second answer."))
+    question = {
+        "questions": [
+            {
+                "question": "Which color?",
+                "header": "Color",
+                "options": [
+                    {"label": "red", "description": "warm"},
+                    {"label": "blue", "description": "cold"},
+                ],
+                "multiSelect": False,
+            }
+        ]
+    }
+    at_a_gate = {  # killed at a gate: the model's next turn answers the next message
+        "agent-tool": AgentScript.of(
+            Turn(blocks=(ToolCall("Bash", {"command": "echo hi > hi.txt"}),)), "After the restart."
+        ),
+        "agent-question": AgentScript.of(
+            Turn(blocks=(ToolCall("AskUserQuestion", question),)), "After the restart."
+        ),
+    }
+    script = Script(agents=at_a_gate, default=AgentScript.of("First answer.", "Second answer."))
     data = tmp_path / "data"
     async with open_model_server(script) as models:
         sessions: dict[str, str] = {}  # id -> token
@@ -119,6 +144,24 @@ async def test_a_killed_server_comes_back_with_every_session(
                     "/api/sessions", json={"description": "an app", "apiKey": "agent-app"}
                 )
                 waiting = response.json()
+                # two more, in the middle of a turn: at a tool approval, at a question
+                at_gate: dict[str, tuple[str, str]] = {}  # id -> (token, its gate's event)
+                for key, ask_tools, shown in (
+                    ("agent-tool", True, "tool_permission_request"),
+                    ("agent-question", False, "ask_user_question"),
+                ):
+                    response = await client.post(
+                        "/api/sessions",
+                        json={
+                            "description": key,
+                            "freeform": True,
+                            "askTools": ask_tools,
+                            "apiKey": key,
+                        },
+                    )
+                    assert response.status_code == 201, response.text
+                    made = response.json()
+                    at_gate[made["sessionId"]] = (made["sessionToken"], shown)
                 for sid, token in sessions.items():
                     events = await sse_events(
                         client, f"/api/sessions/{sid}/events", token, "session_end"
@@ -131,11 +174,19 @@ async def test_a_killed_server_comes_back_with_every_session(
                     waiting["sessionToken"],
                     "infra_config_prompt",
                 )
+                asked: dict[str, dict[str, Any]] = {}
+                for sid, (token, shown) in at_gate.items():
+                    # (a question is in the stream before its gate opens)
+                    events = await sse_events(
+                        client, f"/api/sessions/{sid}/events", token, "gate_opened"
+                    )
+                    asked[sid] = next(e for _, e in events if e["type"] == shown)
+                    assert (await status_of(client, sid, token))["status"] == "running"
             process.kill()  # kill -9: nothing is cleaned up
             await process.wait()
         server_id = (data / "server-id").read_text().strip()
         left = await off_loop(docker_limiter, partial(docker_leftovers, docker_client, server_id))
-        assert len([x for x in left if x.startswith("container")]) == SESSIONS
+        assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate)
 
         async with (
             server(data, models.base_url, tmp_path / "two.log") as (_process, url),
@@ -177,6 +228,39 @@ async def test_a_killed_server_comes_back_with_every_session(
                 for index in range(SESSIONS):
                     second = models.main_requests(f"agent-{index}")[1]
                     assert "First answer." in json.dumps(second.messages)
+                # cut in the middle of a turn: the gate is cancelled, the turn ended
+                # failed, and the resumed agent answers the next message
+                for sid, (token, shown) in at_gate.items():
+                    auth = {"Authorization": f"Bearer {token}"}
+                    path = f"/api/sessions/{sid}/events"
+                    cut = await sse_events(client, path, token, "session_end")
+                    ended = [e for _, e in cut if e["type"] == "gate_ended"]
+                    assert [(e["outcome"], e["reason"]) for e in ended] == [
+                        ("cancelled", CUT_TURN)
+                    ], cut
+                    assert cut[-1][1]["success"] is False
+                    assert (await status_of(client, sid, token))["status"] == "complete"
+                    # the old question or approval can no longer be answered
+                    answer: dict[str, Any] = (
+                        {"gate": "tool_permission", "decision": "allow"}
+                        if shown == "tool_permission_request"
+                        else {"gate": "ask_user_question", "answers": {"Which color?": "red"}}
+                    )
+                    answer["toolUseId"] = asked[sid]["tool_use_id"]
+                    response = await client.post(
+                        f"/api/sessions/{sid}/respond", json=answer, headers=auth
+                    )
+                    assert response.status_code == 409, response.text
+                    response = await client.post(
+                        f"/api/sessions/{sid}/iterate", json={"request": "go on"}, headers=auth
+                    )
+                    assert response.status_code == 200, response.text
+                    after = await sse_events(client, path, token, "session_end", offset=cut[-1][0])
+                    texts = [e["text"] for _, e in after if e["type"] == "assistant_message"]
+                    # (the old process may have gone on to the model once more after
+                    # losing its server: which scripted answer comes is not the point)
+                    assert len(texts) == 1, after
+                    assert after[-1][1]["success"] is True
                 # the setup choice is still asked; answered, the session goes on
                 response = await client.post(
                     f"/api/sessions/{waiting['sessionId']}/respond",
@@ -191,6 +275,7 @@ async def test_a_killed_server_comes_back_with_every_session(
                     "session_end",
                 )
                 sessions[waiting["sessionId"]] = waiting["sessionToken"]
+                sessions.update({sid: token for sid, (token, _) in at_gate.items()})
                 for sid, token in sessions.items():
                     response = await client.delete(
                         f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"}
