@@ -176,11 +176,11 @@ async def test_a_killed_server_comes_back_with_every_session(
                 )
                 asked: dict[str, dict[str, Any]] = {}
                 for sid, (token, shown) in at_gate.items():
-                    # (a question is in the stream before its gate opens)
-                    events = await sse_events(
-                        client, f"/api/sessions/{sid}/events", token, "gate_opened"
-                    )
-                    asked[sid] = next(e for _, e in events if e["type"] == shown)
+                    # at its gate (a question is in the stream before its gate opens, a
+                    # tool approval's announcement just after it)
+                    path = f"/api/sessions/{sid}/events"
+                    await sse_events(client, path, token, "gate_opened")
+                    asked[sid] = (await sse_events(client, path, token, shown))[-1][1]
                     assert (await status_of(client, sid, token))["status"] == "running"
             process.kill()  # kill -9: nothing is cleaned up
             await process.wait()
