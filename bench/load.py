@@ -40,8 +40,9 @@ answers, and that memory is not the orchestrator's.
 Figures: orchestrator memory per session (RSS after the sessions started, minus before,
 over N) and per reader; event throughput; memory flatness over the steady part (after
 the sessions and readers started and a warm-up): ``(max - min) / min`` of the RSS, also
-net of the bytes the store keeps (every stream is held in memory, on disk too); no stuck
-task (sessions unanswered, readers behind or wrong, trio tasks at the end vs the start).
+net of the payload bytes the store holds in memory (a bounded cache: the rest is read
+back from its logs); no stuck task (sessions unanswered, readers behind or wrong, trio
+tasks at the end vs the start).
 The last line holds every figure as ``key=value``.
 """
 
@@ -75,7 +76,7 @@ from orchestrator.core import Orchestrator, OrchestratorError, Session, bundled_
 from orchestrator.models import AgentScript, Script, Text, ToolCall, Turn, Usage
 from orchestrator.sandboxes.local import LocalProvider
 from orchestrator.streams import read_events, split_position
-from transport import Store, serve
+from transport import LocalStore, Store, serve
 
 SCRIPTED_AGENT = Path(__file__).with_name("scripted_agent.py")
 HIDDEN_TYPES = frozenset({"command", "gate_response"})  # never sent over SSE
@@ -160,15 +161,17 @@ def task_count() -> int:
 
 
 def store_totals(store: Store) -> tuple[int, int]:
-    """Appends to the session streams and bytes held in memory by every stream, from
-    the embedded store's state (0, 0 for a store that is not embedded)."""
+    """Appends to the session streams and payload bytes the store holds in memory,
+    from the embedded store's state (0, 0 for a store that is not embedded)."""
+    if not isinstance(store, LocalStore):
+        return 0, 0
     streams: dict[str, Any] = getattr(store, "_streams", {})
-    appends = held = 0
-    for path, stream in streams.items():
-        held += int(getattr(stream, "tail", 0))
-        if path.startswith(SESSION_PREFIX):
-            appends += len(getattr(stream, "ends", ()))
-    return appends, held
+    appends = sum(
+        len(getattr(stream, "ends", ()))
+        for path, stream in streams.items()
+        if path.startswith(SESSION_PREFIX)
+    )
+    return appends, store.held_bytes()
 
 
 def position_key(position: str) -> tuple[str, int]:

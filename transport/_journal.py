@@ -13,6 +13,12 @@ not wholly on disk was never acknowledged.
 Appends use group commit: concurrent appenders queue their frames; whoever takes the
 commit lock writes every queued frame (for every stream), fsyncs each touched log once,
 and wakes them all.
+
+A record's payload is the last bytes of its frame's body, so it ends where the frame
+ends: appending, creating and loading tell each payload's position in the log, and
+:meth:`Journal.read` reads payloads back from there. Logs only grow, except that a
+failed write is cut off again (it was never acknowledged, so no payload of it is
+known to anyone).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import shutil
 import struct
 import uuid
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +104,11 @@ class Frame:
         return cls(kind, payload, bool(flags & _CLOSE), producer, stream_seq)
 
 
-def read_frames(data: bytes) -> tuple[list[Frame], int]:
-    """The whole frames at the start of ``data`` and the length they cover."""
+def read_frames(data: bytes) -> tuple[list[Frame], list[int], int]:
+    """The whole frames at the start of ``data``, where each one's payload starts in
+    ``data`` (-1 for a frame without one), and the length they cover."""
     frames: list[Frame] = []
+    positions: list[int] = []
     at = 0
     while at + _HEADER.size <= len(data):
         size, crc = _HEADER.unpack_from(data, at)
@@ -108,11 +117,23 @@ def read_frames(data: bytes) -> tuple[list[Frame], int]:
         if len(body) < size or size < 2 or zlib.crc32(body) != crc:
             break
         try:
-            frames.append(Frame.decode(body))
+            frame = Frame.decode(body)
         except (struct.error, UnicodeDecodeError):
             break
         at = start + size
-    return frames, at
+        frames.append(frame)
+        positions.append(-1 if frame.payload is None else at - len(frame.payload))
+    return frames, positions, at
+
+
+def _positions(frames: list[Frame], encoded: list[bytes], start: int) -> list[int]:
+    """Where the payload of each of ``frames`` (-1: none) starts once ``encoded`` (their
+    encodings) are written at ``start``: a payload ends where its frame ends."""
+    positions: list[int] = []
+    for frame, data in zip(frames, encoded, strict=True):
+        start += len(data)
+        positions.append(-1 if frame.payload is None else start - len(frame.payload))
+    return positions
 
 
 @attrs.define(eq=False)
@@ -124,6 +145,7 @@ class LogFile:
     fd: int
     size: int  # bytes known to be on disk
     generation: int = 0  # bumped when a write fails: later queued frames are dropped
+    closed: bool = False  # set before the fd is closed: a read that raced it is void
 
 
 @attrs.frozen
@@ -131,15 +153,18 @@ class LoadedStream:
     log: LogFile
     meta: dict[str, Any]
     frames: list[Frame]
+    positions: list[int]  # where each frame's payload starts in the log (-1: none)
 
 
 @attrs.define(eq=False)
 class _Queued:
     log: LogFile
     data: bytes
+    payload_size: int  # -1: the frame adds no record
     generation: int
     done: bool = False
     error: str | None = None
+    position: int = -1  # where the payload starts in the log, once written
 
 
 def _fsync_dir(path: Path) -> None:
@@ -157,6 +182,31 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _read_spans(spans: list[tuple[LogFile, int, int]]) -> list[bytes]:
+    out: list[bytes] = []
+    for log, position, size in spans:
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < size:
+                if log.closed:
+                    raise StorageError(f"the log of stream {log.id} was closed during a read")
+                part = os.pread(log.fd, size - got, position + got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        except OSError as exc:
+            raise StorageError(f"could not read the log of stream {log.id}: {exc}") from exc
+        if got != size:
+            raise StorageError(
+                f"the log of stream {log.id} is shorter than its index says: "
+                f"{got} of {size} bytes at {position}"
+            )
+        out.append(b"".join(parts))
+    return out
+
+
 class Journal:
     """Durable storage of stream logs under ``root`` (see the module docstring)."""
 
@@ -172,13 +222,13 @@ class Journal:
 
     # -- start-up (synchronous: runs before serving) -----------------------------------
 
-    def load(self) -> list[LoadedStream]:
-        """Open every stream on disk, truncating torn tails; empties the trash."""
+    def load(self) -> Iterator[LoadedStream]:
+        """Open every stream on disk, truncating torn tails; empties the trash. One
+        stream at a time: a stream's frames are in memory only until the next one."""
         self.streams_dir.mkdir(parents=True, exist_ok=True)
         self.trash_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
         self.trash_dir.mkdir(exist_ok=True)
-        loaded: list[LoadedStream] = []
         for directory in sorted(self.streams_dir.iterdir()):
             meta_path = directory / "meta.json"
             if not meta_path.exists():
@@ -188,35 +238,37 @@ class Journal:
             meta = json.loads(meta_path.read_text())
             log_path = directory / "log"
             data = log_path.read_bytes()
-            frames, good = read_frames(data)
+            frames, positions, good = read_frames(data)
             fd = os.open(log_path, os.O_RDWR | os.O_APPEND)
             if good != len(data):
                 os.ftruncate(fd, good)
                 os.fsync(fd)
             log = LogFile(directory.name, directory, fd, good)
             self._logs.add(log)
-            loaded.append(LoadedStream(log, meta, frames))
-        return loaded
+            yield LoadedStream(log, meta, frames, positions)
 
-    def reload(self, log: LogFile) -> list[Frame]:
-        """The frames on disk of one log (after a failed write was rolled back)."""
+    def reload(self, log: LogFile) -> tuple[list[Frame], list[int]]:
+        """The frames on disk of one log (after a failed write was rolled back), and
+        where their payloads start."""
         data = (log.directory / "log").read_bytes()[: log.size]
-        frames, _ = read_frames(data)
-        return frames
+        frames, positions, _ = read_frames(data)
+        return frames, positions
 
     # -- changes -----------------------------------------------------------------------
 
-    async def create(self, meta: dict[str, Any], frames: list[Frame]) -> LogFile:
-        """A new stream directory holding ``meta`` and ``frames``, durably. The meta
-        file appears last: a crash before it leaves nothing behind."""
+    async def create(self, meta: dict[str, Any], frames: list[Frame]) -> tuple[LogFile, list[int]]:
+        """A new stream directory holding ``meta`` and ``frames``, durably, and where
+        their payloads start in its log. The meta file appears last: a crash before it
+        leaves nothing behind."""
         return await trio.to_thread.run_sync(self._create, meta, frames, limiter=self._meta_limiter)
 
-    def _create(self, meta: dict[str, Any], frames: list[Frame]) -> LogFile:
+    def _create(self, meta: dict[str, Any], frames: list[Frame]) -> tuple[LogFile, list[int]]:
         ident = uuid.uuid4().hex
         directory = self.streams_dir / ident
+        encoded = [frame.encode() for frame in frames]
         try:
             directory.mkdir()
-            data = b"".join(frame.encode() for frame in frames)
+            data = b"".join(encoded)
             fd = os.open(directory / "log", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 _write_all(fd, data)
@@ -236,10 +288,11 @@ class Journal:
             raise StorageError(f"could not create the stream on disk: {exc}") from exc
         log = LogFile(ident, directory, fd, len(data))
         self._logs.add(log)
-        return log
+        return log, _positions(frames, encoded, 0)
 
-    async def append(self, log: LogFile, frame: Frame) -> None:
-        """Write ``frame`` to ``log`` and return once it is on disk.
+    async def append(self, log: LogFile, frame: Frame) -> int:
+        """Write ``frame`` to ``log`` and return once it is on disk, with where its
+        payload starts in the log (-1 if it has none).
 
         Shielded from cancellation: once queued, a frame is committed (or fails) even
         if its caller goes away, so that what the store promised is what is on disk.
@@ -247,7 +300,8 @@ class Journal:
         Raises:
             StorageError: the write or fsync failed; the log was rolled back.
         """
-        item = _Queued(log, frame.encode(), log.generation)
+        payload_size = -1 if frame.payload is None else len(frame.payload)
+        item = _Queued(log, frame.encode(), payload_size, log.generation)
         self._queue.append(item)
         with trio.CancelScope(shield=True):
             async with self._lock:
@@ -256,6 +310,7 @@ class Journal:
                     await trio.to_thread.run_sync(self._commit, batch, limiter=self._limiter)
         if item.error is not None:
             raise StorageError(item.error)
+        return item.position
 
     @staticmethod
     def _commit(batch: list[_Queued]) -> None:
@@ -270,6 +325,9 @@ class Journal:
             data = b"".join(item.data for item in items)
             error: str | None = None
             try:
+                if os.lseek(log.fd, 0, os.SEEK_END) != log.size:
+                    # a failed write was not cut off: payload positions count from size
+                    os.ftruncate(log.fd, log.size)
                 _write_all(log.fd, data)
                 os.fdatasync(log.fd)
             except OSError as exc:
@@ -280,10 +338,26 @@ class Journal:
                 except OSError:
                     pass
             else:
-                log.size += len(data)
+                for item in items:
+                    log.size += len(item.data)
+                    if item.payload_size >= 0:
+                        item.position = log.size - item.payload_size
             for item in items:
                 item.error = error
                 item.done = True
+
+    async def read(self, spans: list[tuple[LogFile, int, int]]) -> list[bytes]:
+        """The ``size`` bytes at ``position`` of each ``(log, position, size)``, read in
+        one worker thread.
+
+        A log closed meanwhile (its stream removed, the journal closed) may have had its
+        fd number reused: what was read then is void, so callers check ``log.closed``
+        after this returns, and before trusting an error.
+
+        Raises:
+            StorageError: a read failed or came back short.
+        """
+        return await trio.to_thread.run_sync(_read_spans, spans)
 
     async def soft_delete(self, log: LogFile) -> None:
         await self.append(log, Frame(kind=KIND_SOFT_DELETE))
@@ -295,6 +369,7 @@ class Journal:
     def remove_now(self, log: LogFile) -> None:
         """Blocking :meth:`remove` (for start-up)."""
         self._logs.discard(log)
+        log.closed = True
         try:
             os.close(log.fd)
         except OSError:
@@ -309,6 +384,7 @@ class Journal:
 
     def close(self) -> None:
         for log in self._logs:
+            log.closed = True
             try:
                 os.close(log.fd)
             except OSError:

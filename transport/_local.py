@@ -2,7 +2,10 @@
 
 :class:`MemoryStore` keeps nothing on disk. :class:`DiskStore` writes every change to
 a per-stream log and fsyncs it (group commit) before the change is acknowledged or
-becomes visible to readers; on open it rebuilds every stream from the logs.
+becomes visible to readers; on open it rebuilds every stream from the logs. It keeps
+in memory each record's end offset and position in its log (compact arrays), but only
+a budget of payload bytes (:class:`_Cache`): the others are read back from the logs,
+one worker-thread call per page.
 
 One set of rules serves both: validation and offsets are decided synchronously when
 the request arrives (trio runs it without interruption), so concurrent requests never
@@ -15,7 +18,8 @@ import bisect
 import json
 import math
 import time
-from collections import deque
+from array import array
+from collections import OrderedDict, deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,7 @@ __all__ = ["DiskStore", "LocalStore", "MemoryStore", "parse_expires_at"]
 
 PRODUCER_STATE_TTL = 7 * 24 * 3600.0
 DEFAULT_MAX_READ_BYTES = 4 * 1024 * 1024
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 
 
 def parse_expires_at(text: str) -> float | None:
@@ -93,6 +98,49 @@ def encode_json_append(body: bytes, *, initial: bool) -> bytes | None:
     ].encode("utf-8")
 
 
+class _Cache:
+    """The payloads a store holds in memory, across its streams, within ``budget``
+    bytes: beyond it, the least recently appended or read are dropped (they stay in
+    their logs). A record not yet on disk is pinned: held, and never dropped."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.held = 0  # payload bytes in memory, pinned ones included
+        self._order: OrderedDict[tuple[_Stream, int], None] = OrderedDict()  # droppable
+
+    def add(self, stream: _Stream, index: int, payload: bytes, *, pinned: bool) -> None:
+        if stream.dead or index in stream.held:
+            return
+        stream.held[index] = payload
+        self.held += len(payload)
+        if not pinned:
+            self._order[(stream, index)] = None
+            self._trim()
+
+    def unpin(self, stream: _Stream, index: int) -> None:
+        """The record is on disk now: it may be dropped."""
+        if index in stream.held and not stream.dead:
+            self._order[(stream, index)] = None
+            self._trim()
+
+    def touch(self, stream: _Stream, index: int) -> None:
+        key = (stream, index)
+        if key in self._order:
+            self._order.move_to_end(key)
+
+    def forget(self, stream: _Stream) -> None:
+        """Drop every payload of ``stream``, pinned ones too."""
+        for index, payload in stream.held.items():
+            self.held -= len(payload)
+            self._order.pop((stream, index), None)
+        stream.held = {}
+
+    def _trim(self) -> None:
+        while self.held > self.budget and self._order:
+            (stream, index), _ = self._order.popitem(last=False)
+            self.held -= len(stream.held.pop(index))
+
+
 class _Stream:
     """One stream's state. Fields prefixed ``visible_`` are what readers see: the
     durable prefix of what has been decided."""
@@ -102,6 +150,7 @@ class _Stream:
         path: str,
         content_type: str,
         *,
+        cache: _Cache,
         ttl: int | None,
         expires_at: str | None,
         base: _Stream | None = None,
@@ -119,8 +168,10 @@ class _Stream:
         self.base_end = base_end
         self.fork_offset = fork_offset
         self.fork_sub_offset = fork_sub_offset
-        self.payloads: list[bytes] = []
-        self.ends: list[int] = []
+        self.cache = cache
+        self.ends = array("q")  # each record's end offset
+        self.positions = array("q")  # where its payload starts in the log; -1: not yet
+        self.held: dict[int, bytes] = {}  # the payloads in memory, by record index
         self.tail = base_end
         self.closed = False
         self.closed_by: Producer | None = None
@@ -140,19 +191,29 @@ class _Stream:
 
     # -- state changes (decided synchronously) -----------------------------------------
 
-    def add_record(self, payload: bytes) -> int:
+    def add_record(self, payload: bytes, position: int = -1) -> int:
+        """Add a record whose payload starts at ``position`` in the log (-1: it is not
+        on disk yet, so it stays in memory until :meth:`stored`)."""
+        index = len(self.ends)
         self.tail += len(payload)
-        self.payloads.append(payload)
         self.ends.append(self.tail)
+        self.positions.append(position)
+        self.cache.add(self, index, payload, pinned=position < 0)
         return self.tail
 
-    def apply(self, frame: Frame, now: float) -> None:
-        """Replay one journal frame."""
+    def stored(self, index: int, position: int) -> None:
+        """Record ``index`` is on disk, its payload at ``position``."""
+        if index < len(self.positions) and self.positions[index] < 0:
+            self.positions[index] = position
+            self.cache.unpin(self, index)
+
+    def apply(self, frame: Frame, now: float, position: int = -1) -> None:
+        """Replay one journal frame (its payload at ``position`` in the log)."""
         if frame.kind == KIND_SOFT_DELETE:
             self.soft_deleted = True
             return
         if frame.payload is not None:
-            self.add_record(frame.payload)
+            self.add_record(frame.payload, position)
         if frame.producer is not None:
             pid, epoch, seq = frame.producer
             self.producers[pid] = (epoch, seq, now)
@@ -165,7 +226,7 @@ class _Stream:
 
     def publish_all(self) -> None:
         self.pending.clear()
-        self.visible_count = len(self.payloads)
+        self.visible_count = len(self.ends)
         self.visible_tail = self.tail
         self.visible_closed = self.closed
         self.notify()
@@ -191,36 +252,52 @@ class _Stream:
 
     # -- reading -----------------------------------------------------------------------
 
-    def records_after(
-        self, position: int, cap: int, budget: float = math.inf
-    ) -> tuple[list[tuple[int, bytes]], bool]:
-        """Visible records ending after ``position`` and at or before ``cap``, through
-        the fork chain, up to ``budget`` bytes (at least one record); and whether more
-        follow. A page never walks the rest of a long stream."""
-        found: list[tuple[int, bytes]] = []
+    def record_size(self, index: int) -> int:
+        return self.ends[index] - (self.ends[index - 1] if index else self.base_end)
+
+    def page(
+        self, position: int, cap: int, budget: float
+    ) -> tuple[list[tuple[_Stream, int, int]], int, bool]:
+        """The visible records ending after ``position`` and at or before ``cap``,
+        through the fork chain, up to ``budget`` bytes (at least one record), as
+        ``(stream, first, stop)`` index ranges; their size; and whether more follow.
+        A page never walks the rest of a long stream."""
+        found: list[tuple[_Stream, int, int]] = []
+        size = 0
         if self.base is not None and position < self.base_end:
-            found, more = self.base.records_after(position, min(cap, self.base_end), budget)
+            found, size, more = self.base.page(position, min(cap, self.base_end), budget)
             if more:
-                return found, True
-        size = sum(len(payload) for _, payload in found)
-        index = bisect.bisect_right(self.ends, position, 0, self.visible_count)
-        ends, payloads = self.ends, self.payloads
-        while index < self.visible_count and ends[index] <= cap:
-            if found and size + len(payloads[index]) > budget:
-                return found, True
-            found.append((ends[index], payloads[index]))
-            size += len(payloads[index])
+                return found, size, True
+        first = index = bisect.bisect_right(self.ends, position, 0, self.visible_count)
+        more = False
+        while index < self.visible_count and self.ends[index] <= cap:
+            record = self.record_size(index)
+            if (found or index > first) and size + record > budget:
+                more = True
+                break
+            size += record
             index += 1
-        return found, False
+        if index > first:
+            found.append((self, first, index))
+        return found, size, more
 
 
 class LocalStore(Store):
     """The embedded store. Use :class:`MemoryStore` or :class:`DiskStore`."""
 
     def __init__(
-        self, journal: Journal | None = None, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES
+        self,
+        journal: Journal | None = None,
+        *,
+        max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
+        cache_bytes: float = math.inf,
     ) -> None:
+        if journal is None:
+            cache_bytes = math.inf  # nowhere else to read payloads from
+        if math.isnan(cache_bytes) or cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, not {cache_bytes!r}")
         self._journal = journal
+        self._cache = _Cache(cache_bytes)
         self._streams: dict[str, _Stream] = {}
         self._meta_lock = trio.Lock()
         self._max_read_bytes = max_read_bytes
@@ -234,6 +311,10 @@ class LocalStore(Store):
             stream.notify()
         if self._journal is not None:
             self._journal.close()
+
+    def held_bytes(self) -> int:
+        """Payload bytes held in memory, across every stream."""
+        return self._cache.held
 
     # -- lookup ------------------------------------------------------------------------
 
@@ -265,11 +346,12 @@ class LocalStore(Store):
             if existing is not None:
                 return CreateResult(False, self._confirm(existing, request))
             stream = self._new_stream(path, request)
-            frames = self._initial_frames(stream, request)
+            frames = await self._initial_frames(stream, request)
+            positions = [-1] * len(frames)
             if self._journal is not None:
-                stream.log = await self._journal.create(self._meta(stream), frames)
-            for frame in frames:
-                stream.apply(frame, time.time())
+                stream.log, positions = await self._journal.create(self._meta(stream), frames)
+            for frame, position in zip(frames, positions, strict=True):
+                stream.apply(frame, time.time(), position)
             stream.publish_all()
             if stream.base is not None:
                 stream.base.refcount += 1
@@ -306,6 +388,7 @@ class LocalStore(Store):
             return _Stream(
                 path,
                 request.content_type or DEFAULT_CONTENT_TYPE,
+                cache=self._cache,
                 ttl=request.ttl,
                 expires_at=request.expires_at,
             )
@@ -334,6 +417,7 @@ class LocalStore(Store):
         return _Stream(
             path,
             source.content_type,
+            cache=self._cache,
             ttl=ttl,
             expires_at=expires_at,
             base=source,
@@ -342,10 +426,10 @@ class LocalStore(Store):
             fork_sub_offset=fork.sub_offset,
         )
 
-    def _initial_frames(self, stream: _Stream, request: CreateRequest) -> list[Frame]:
+    async def _initial_frames(self, stream: _Stream, request: CreateRequest) -> list[Frame]:
         frames: list[Frame] = []
         if stream.base is not None and stream.fork_sub_offset > 0:
-            frames.append(Frame(payload=self._sub_offset_prefix(stream)))
+            frames.append(Frame(payload=await self._sub_offset_prefix(stream)))
         payload: bytes | None = None
         if request.body:
             if stream.json:
@@ -356,10 +440,11 @@ class LocalStore(Store):
             frames.append(Frame(payload=payload, close=request.closed))
         return frames
 
-    @staticmethod
-    def _sub_offset_prefix(stream: _Stream) -> bytes:
-        assert stream.base is not None
-        after, _ = stream.base.records_after(stream.base_end, stream.base.visible_tail)
+    async def _sub_offset_prefix(self, stream: _Stream) -> bytes:
+        base = stream.base
+        assert base is not None
+        page, _, _ = base.page(stream.base_end, base.visible_tail, 0)  # one record
+        after = await self._records(base.path, page)
         if not after:
             raise BadRequest("Stream-Fork-Sub-Offset: the source has no data past the offset")
         first = after[0][1]
@@ -412,6 +497,7 @@ class LocalStore(Store):
         if stream.dead:
             return
         stream.dead = True
+        self._cache.forget(stream)
         if self._streams.get(stream.path) is stream:
             del self._streams[stream.path]
         stream.notify()
@@ -460,6 +546,7 @@ class LocalStore(Store):
         # Decided: change the state, then make it durable.
         now = time.time()
         end = stream.add_record(payload)
+        record = len(stream.ends) - 1
         frame_producer = None
         if producer is not None:
             stream.producers[producer.id] = (producer.epoch, producer.seq, now)
@@ -473,6 +560,7 @@ class LocalStore(Store):
         await self._commit(
             stream,
             Frame(payload=payload, close=request.close, producer=frame_producer, stream_seq=seq),
+            record,
         )
         return AppendResult(
             next_offset=format_offset(end),
@@ -552,19 +640,22 @@ class LocalStore(Store):
             next_offset=format_offset(stream.visible_tail), closed=True, producer_seq=producer.seq
         )
 
-    async def _commit(self, stream: _Stream, frame: Frame) -> None:
-        """Make the decided change durable, then visible."""
+    async def _commit(self, stream: _Stream, frame: Frame, record: int = -1) -> None:
+        """Make the decided change (which added record index ``record``, if >= 0)
+        durable, then visible."""
         if self._journal is None or stream.log is None:
             stream.publish_all()
             return
         stream.frame_seq += 1
         mine = stream.frame_seq
-        stream.pending.append((mine, len(stream.payloads), stream.tail, stream.closed))
+        stream.pending.append((mine, len(stream.ends), stream.tail, stream.closed))
         try:
-            await self._journal.append(stream.log, frame)
+            position = await self._journal.append(stream.log, frame)
         except StorageError:
             self._rollback(stream)
             raise
+        if record >= 0:
+            stream.stored(record, position)
         published = None
         while stream.pending and stream.pending[0][0] <= mine:
             published = stream.pending.popleft()
@@ -578,14 +669,15 @@ class LocalStore(Store):
         assert stream.log is not None
         if not stream.pending:
             return  # rolled back already by another failed frame of the same batch
-        frames = self._journal.reload(stream.log)
-        stream.payloads, stream.ends = [], []
+        frames, positions = self._journal.reload(stream.log)
+        self._cache.forget(stream)
+        stream.ends, stream.positions = array("q"), array("q")
         stream.tail = stream.base_end
         stream.closed, stream.closed_by = False, None
         stream.producers, stream.last_seq = {}, None
         now = time.time()
-        for frame in frames:
-            stream.apply(frame, now)
+        for frame, position in zip(frames, positions, strict=True):
+            stream.apply(frame, now, position)
         stream.publish_all()
 
     async def _flushed(self, stream: _Stream) -> None:
@@ -607,22 +699,25 @@ class LocalStore(Store):
                 raise BadRequest(f"invalid offset: {offset!r}")
             position = parsed
         stream.last_access = time.time()
-        result = self._collect(stream, position, offset)
+        result = await self._collect(path, stream, position, offset)
         if result.empty and wait > 0 and not result.closed:
             changed = stream.changed
             with trio.move_on_after(wait):
                 await changed.wait()
             stream = await self._get(path)
             stream.last_access = time.time()
-            result = self._collect(stream, position, offset)
+            result = await self._collect(path, stream, position, offset)
         return result
 
-    def _collect(self, stream: _Stream, position: int, offset: str) -> ReadResult:
-        records, more = stream.records_after(position, stream.visible_tail, self._max_read_bytes)
+    async def _collect(self, path: str, stream: _Stream, position: int, offset: str) -> ReadResult:
+        # what is visible now: more may be published while payloads are read back
+        tail, closed = stream.visible_tail, stream.visible_closed
+        page, _, more = stream.page(position, tail, self._max_read_bytes)
+        records = await self._records(path, page)
         chunks = [payload for _, payload in records]
         ends = [format_offset(record_end) for record_end, _ in records]
         # where a reader goes next: after the last record, or the tail if none was found
-        end = records[-1][0] if records else stream.visible_tail
+        end = records[-1][0] if records else tail
         up_to_date = not more
         return ReadResult(
             content_type=stream.content_type,
@@ -630,10 +725,68 @@ class LocalStore(Store):
             start_offset=offset,
             next_offset=format_offset(end),
             up_to_date=up_to_date,
-            closed=stream.visible_closed and up_to_date,
+            closed=closed and up_to_date,
             json=stream.json,
             ends=tuple(ends),
         )
+
+    async def _records(
+        self, path: str, page: list[tuple[_Stream, int, int]]
+    ) -> list[tuple[int, bytes]]:
+        """The end offset and payload of each record of ``page`` (from
+        :meth:`_Stream.page`): from memory, or else read back from the logs in one
+        worker-thread call. Raises the errors of a gone ``path`` if a stream of the page
+        is removed meanwhile."""
+        found: list[tuple[int, bytes]] = []
+        missing: list[tuple[int, int, _Stream, int, int, int]] = []  # span, slot, record...
+        spans: list[tuple[LogFile, int, int]] = []  # log, position, size
+        for stream, first, stop in page:
+            lost: list[int] = []
+            for index in range(first, stop):
+                payload = stream.held.get(index)
+                if payload is None:
+                    lost.append(index)
+                    at, size = stream.positions[index], stream.record_size(index)
+                    missing.append((len(spans), len(found), stream, index, at, size))
+                    payload = b""
+                else:
+                    self._cache.touch(stream, index)
+                found.append((stream.ends[index], payload))
+            if lost:
+                if stream.dead or stream.log is None or stream.log.closed:
+                    raise self._gone(path)
+                # held until on disk: a payload not in memory has a position
+                assert stream.positions[lost[0]] >= 0
+                start = stream.positions[lost[0]]
+                stop_at = stream.positions[lost[-1]] + stream.record_size(lost[-1])
+                spans.append((stream.log, start, stop_at - start))
+        if not spans:
+            return found
+        assert self._journal is not None
+        try:
+            data = await self._journal.read(spans)
+        except StorageError:
+            if any(log.closed for log, _, _ in spans):
+                raise self._gone(path) from None
+            raise
+        if any(log.closed for log, _, _ in spans):
+            raise self._gone(path)  # its fd may have been reused: what was read is void
+        for span, slot, stream, index, at, size in missing:
+            log, start, _ = spans[span]
+            payload = data[span][at - start : at - start + size]
+            if len(payload) != size:
+                raise StorageError(
+                    f"the log of stream {log.id} does not match its index: record {index} "
+                    f"has {len(payload)} of {size} bytes at {at}"
+                )
+            found[slot] = (found[slot][0], payload)
+            self._cache.add(stream, index, payload, pinned=False)
+        return found
+
+    def _gone(self, path: str) -> Exception:
+        if self._closed:
+            return StorageError("the store is closed")
+        return StreamNotFound(f"stream not found: {path}")
 
 
 class MemoryStore(LocalStore):
@@ -645,26 +798,34 @@ class MemoryStore(LocalStore):
 
 class DiskStore(LocalStore):
     """Streams journaled under ``data_dir``: an append is on disk (fsync) before it is
-    acknowledged; opening rebuilds every stream from its log."""
+    acknowledged; opening rebuilds every stream from its log.
+
+    At most ``cache_bytes`` of payloads (across every stream) stay in memory, besides
+    those not yet on disk: the least recently appended or read go first, and are read
+    back from their logs when a read needs them."""
 
     def __init__(
-        self, data_dir: Path | str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES
+        self,
+        data_dir: Path | str,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_read_bytes: int = DEFAULT_MAX_READ_BYTES,
     ) -> None:
         journal = Journal(data_dir)
-        super().__init__(journal, max_read_bytes=max_read_bytes)
+        super().__init__(journal, max_read_bytes=max_read_bytes, cache_bytes=cache_bytes)
         self._load(journal)
 
     def _load(self, journal: Journal) -> None:
-        loaded = journal.load()
         by_id: dict[str, _Stream] = {}
         forks: list[tuple[_Stream, str | None]] = []
         now = time.time()
-        for item in loaded:
+        for item in journal.load():
             meta = item.meta
             fork = meta.get("fork")
             stream = _Stream(
                 meta["path"],
                 meta["content_type"],
+                cache=self._cache,
                 ttl=meta.get("ttl"),
                 expires_at=meta.get("expires_at"),
                 base_end=fork["base_end"] if fork else 0,
@@ -672,8 +833,8 @@ class DiskStore(LocalStore):
                 fork_sub_offset=fork["sub_offset"] if fork else 0,
             )
             stream.log = item.log
-            for frame in item.frames:
-                stream.apply(frame, now)
+            for frame, position in zip(item.frames, item.positions, strict=True):
+                stream.apply(frame, now, position)
             stream.publish_all()
             by_id[item.log.id] = stream
             if fork:

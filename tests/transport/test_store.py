@@ -37,9 +37,15 @@ TEXT = "text/plain"
 JSON = "application/json"
 
 
-@pytest.fixture(params=["memory", "disk"])
+@pytest.fixture(params=["memory", "disk", "disk-tiny-cache"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LocalStore]:
-    made: LocalStore = MemoryStore() if request.param == "memory" else DiskStore(tmp_path)
+    made: LocalStore
+    if request.param == "memory":
+        made = MemoryStore()
+    elif request.param == "disk":
+        made = DiskStore(tmp_path)
+    else:  # payloads dropped from memory at once, read back from the logs
+        made = DiskStore(tmp_path, cache_bytes=4)
     async with made:
         yield made
 
