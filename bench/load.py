@@ -76,7 +76,7 @@ from orchestrator.core import Orchestrator, OrchestratorError, Session, bundled_
 from orchestrator.models import AgentScript, Script, Text, ToolCall, Turn, Usage
 from orchestrator.sandboxes.local import LocalProvider
 from orchestrator.streams import read_events, split_position
-from transport import LocalStore, Store, serve
+from transport import DiskStore, LocalStore, Store, serve
 
 SCRIPTED_AGENT = Path(__file__).with_name("scripted_agent.py")
 HIDDEN_TYPES = frozenset({"command", "gate_response"})  # never sent over SSE
@@ -95,6 +95,7 @@ class Sizes:
     final_timeout: float = 180.0
     bwrap: bool = True  # local sandboxes under bubblewrap when it works
     agent: str = "scripted"  # scripted (bench/scripted_agent.py) | claude (the real CLI)
+    cache_mb: float | None = None  # the store's payload cache (None: its default, 64 MiB)
 
 
 QUICK = Sizes(
@@ -456,9 +457,11 @@ async def bench(sizes: Sizes) -> dict[str, str]:
                 claude_binary=SCRIPTED_AGENT if sizes.agent == "scripted" else bundled_claude_cli(),
                 bwrap=None if sizes.bwrap else False,
             )
+            cache = {} if sizes.cache_mb is None else {"cache_bytes": int(sizes.cache_mb * 2**20)}
             async with (
+                DiskStore(tmp / "data" / "streams", **cache) as store,
                 provider,
-                Orchestrator(settings, provider=provider) as orch,
+                Orchestrator(settings, provider=provider, store=store) as orch,
                 trio.open_nursery() as nursery,
             ):
                 binds: list[str] = await nursery.start(
@@ -591,6 +594,7 @@ async def run(
         "minutes": f"{sizes.minutes:g}",
         "period_s": f"{sizes.period:g}",
         "agent": sizes.agent,
+        "cache_mb": "default" if sizes.cache_mb is None else f"{sizes.cache_mb:g}",
         "bwrap": str(int(sizes.bwrap)),
         "create_s": f"{create_seconds:.1f}",
         "rss_base_mb": mb(rss_base),
@@ -643,11 +647,18 @@ def main(argv: list[str] | None = None) -> None:
         help="the scripted stand-in of the CLI (bench/scripted_agent.py) or the real "
         "Claude Code CLI against the scripted model server",
     )
+    parser.add_argument(
+        "--cache-mb",
+        type=float,
+        help="the store's payload cache in MiB (default: the store's, 64): a small one "
+        "reaches its bound within a short run",
+    )
     parser.add_argument("--quick", action="store_true", help="5 sessions, 20 readers, 20 s")
     args = parser.parse_args(argv)
     sizes = attrs.evolve(QUICK) if args.quick else Sizes()
     sizes.bwrap = args.bwrap
     sizes.agent = args.agent
+    sizes.cache_mb = args.cache_mb
     for name in ("sessions", "readers", "minutes", "period", "create_concurrency"):
         value = getattr(args, name)
         if value is not None:

@@ -100,45 +100,55 @@ def encode_json_append(body: bytes, *, initial: bool) -> bytes | None:
 
 class _Cache:
     """The payloads a store holds in memory, across its streams, within ``budget``
-    bytes: beyond it, the least recently appended or read are dropped (they stay in
-    their logs). A record not yet on disk is pinned: held, and never dropped."""
+    bytes. Each stream holds a window of its latest records (``_Stream.held``, from
+    ``held_from`` to its tail); beyond the budget, the least recently used stream (by
+    append or read) gives up its oldest ones first. A record not yet on disk is
+    pinned: a window never gives it up. The bookkeeping is one deque slot per record
+    held and one entry per stream: small events cost little more than their bytes."""
 
     def __init__(self, budget: float) -> None:
         self.budget = budget
         self.held = 0  # payload bytes in memory, pinned ones included
-        self._order: OrderedDict[tuple[_Stream, int], None] = OrderedDict()  # droppable
+        self._order: OrderedDict[_Stream, None] = OrderedDict()  # streams holding some
 
-    def add(self, stream: _Stream, index: int, payload: bytes, *, pinned: bool) -> None:
-        if stream.dead or index in stream.held:
+    def add(self, stream: _Stream, index: int, payload: bytes) -> None:
+        """Record ``index`` was just added to ``stream`` (its last)."""
+        if stream.dead:
             return
-        stream.held[index] = payload
+        if not stream.held:
+            stream.held_from = index
+        stream.held.append(payload)
         self.held += len(payload)
-        if not pinned:
-            self._order[(stream, index)] = None
-            self._trim()
+        self.touch(stream)
+        self.trim()
 
-    def unpin(self, stream: _Stream, index: int) -> None:
-        """The record is on disk now: it may be dropped."""
-        if index in stream.held and not stream.dead:
-            self._order[(stream, index)] = None
-            self._trim()
-
-    def touch(self, stream: _Stream, index: int) -> None:
-        key = (stream, index)
-        if key in self._order:
-            self._order.move_to_end(key)
+    def touch(self, stream: _Stream) -> None:
+        if stream.held:
+            self._order[stream] = None
+            self._order.move_to_end(stream)
 
     def forget(self, stream: _Stream) -> None:
         """Drop every payload of ``stream``, pinned ones too."""
-        for index, payload in stream.held.items():
-            self.held -= len(payload)
-            self._order.pop((stream, index), None)
-        stream.held = {}
+        self.held -= sum(len(payload) for payload in stream.held)
+        stream.held.clear()
+        stream.held_from = len(stream.ends)
+        self._order.pop(stream, None)
 
-    def _trim(self) -> None:
-        while self.held > self.budget and self._order:
-            (stream, index), _ = self._order.popitem(last=False)
-            self.held -= len(stream.held.pop(index))
+    def trim(self) -> None:
+        if self.held <= self.budget:
+            return
+        emptied: list[_Stream] = []
+        for stream in self._order:  # least recently used first
+            held, positions = stream.held, stream.positions
+            while held and self.held > self.budget and positions[stream.held_from] >= 0:
+                self.held -= len(held.popleft())
+                stream.held_from += 1
+            if not held:
+                emptied.append(stream)
+            if self.held <= self.budget:
+                break
+        for stream in emptied:
+            del self._order[stream]
 
 
 class _Stream:
@@ -171,7 +181,9 @@ class _Stream:
         self.cache = cache
         self.ends = array("q")  # each record's end offset
         self.positions = array("q")  # where its payload starts in the log; -1: not yet
-        self.held: dict[int, bytes] = {}  # the payloads in memory, by record index
+        # the payloads in memory: records held_from.. (to the tail), see _Cache
+        self.held: deque[bytes] = deque()
+        self.held_from = 0
         self.tail = base_end
         self.closed = False
         self.closed_by: Producer | None = None
@@ -198,14 +210,14 @@ class _Stream:
         self.tail += len(payload)
         self.ends.append(self.tail)
         self.positions.append(position)
-        self.cache.add(self, index, payload, pinned=position < 0)
+        self.cache.add(self, index, payload)
         return self.tail
 
     def stored(self, index: int, position: int) -> None:
         """Record ``index`` is on disk, its payload at ``position``."""
         if index < len(self.positions) and self.positions[index] < 0:
             self.positions[index] = position
-            self.cache.unpin(self, index)
+            self.cache.trim()  # it may be given up now
 
     def apply(self, frame: Frame, now: float, position: int = -1) -> None:
         """Replay one journal frame (its payload at ``position`` in the log)."""
@@ -743,15 +755,16 @@ class LocalStore(Store):
         for stream, first, stop in page:
             lost: list[int] = []
             for index in range(first, stop):
-                payload = stream.held.get(index)
-                if payload is None:
+                if index >= stream.held_from:
+                    payload = stream.held[index - stream.held_from]
+                else:
                     lost.append(index)
                     at, size = stream.positions[index], stream.record_size(index)
                     missing.append((len(spans), len(found), stream, index, at, size))
                     payload = b""
-                else:
-                    self._cache.touch(stream, index)
                 found.append((stream.ends[index], payload))
+            if not lost:
+                self._cache.touch(stream)
             if lost:
                 if stream.dead or stream.log is None or stream.log.closed:
                     raise self._gone(path)
@@ -771,7 +784,7 @@ class LocalStore(Store):
             raise
         if any(log.closed for log, _, _ in spans):
             raise self._gone(path)  # its fd may have been reused: what was read is void
-        for span, slot, stream, index, at, size in missing:
+        for span, slot, _stream, index, at, size in missing:
             log, start, _ = spans[span]
             payload = data[span][at - start : at - start + size]
             if len(payload) != size:
@@ -779,8 +792,7 @@ class LocalStore(Store):
                     f"the log of stream {log.id} does not match its index: record {index} "
                     f"has {len(payload)} of {size} bytes at {at}"
                 )
-            found[slot] = (found[slot][0], payload)
-            self._cache.add(stream, index, payload, pinned=False)
+            found[slot] = (found[slot][0], payload)  # (older ones are not held again)
         return found
 
     def _gone(self, path: str) -> Exception:
