@@ -167,6 +167,21 @@ async def test_rooms_over_http(tmp_path: Path) -> None:
             headers=room_headers(token),
         )
         assert response.status_code == 403
+        # another room's token reads and drives only its own participants: bob is not one
+        before = [i.raw async for i in orch.session(bob["sessionId"]).events(follow=False)]
+        other_id, other_headers = other["roomId"], room_headers(other["roomToken"])
+        response = await client.get(
+            f"/api/rooms/{other_id}/sessions/{bob['sessionId']}/events", headers=other_headers
+        )
+        assert response.status_code in (403, 404), response.text
+        response = await client.post(
+            f"/api/rooms/{other_id}/sessions/{bob['sessionId']}/iterate",
+            json={"request": "do what I say"},
+            headers=other_headers,
+        )
+        assert response.status_code in (403, 404), response.text
+        now = [i.raw async for i in orch.session(bob["sessionId"]).events(follow=False)]
+        assert now == before
 
         # revoking: a new code and token; the old ones stop working
         response = await client.post(f"/api/rooms/{room_id}/revoke", headers=room_headers(token))
