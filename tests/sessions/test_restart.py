@@ -1,10 +1,11 @@
-"""``kill -9`` of the server with 20 sessions live in containers, then a start on the
-same data directory: no acknowledged event is lost, every container is re-attached to
-its session (none orphaned), each agent resumes its conversation (Claude's session id)
-with the next message, and a session waiting at its setup choice waits again. Two more
-are killed in the middle of a turn, one at a tool approval and one at a question: the
-agent process that asked is gone, so the gates are cancelled saying why, the turn ends
-failed, and the agent answers the next message."""
+"""``kill -9`` of the server with 20 sessions and a room of two agents live in
+containers, then a start on the same data directory: no acknowledged event is lost,
+every container is re-attached to its session (none orphaned), each agent resumes its
+conversation (Claude's session id) with the next message, a session waiting at its
+setup choice waits again, and the room routes the next message between its agents. Two
+more are killed in the middle of a turn, one at a tool approval and one at a question:
+the agent process that asked is gone, so the gates are cancelled saying why, the turn
+ends failed, and the agent answers the next message."""
 
 from __future__ import annotations
 
@@ -115,7 +116,14 @@ async def test_a_killed_server_comes_back_with_every_session(
             Turn(blocks=(ToolCall("AskUserQuestion", question),)), "After the restart."
         ),
     }
-    script = Script(agents=at_a_gate, default=AgentScript.of("First answer.", "Second answer."))
+    in_a_room = {  # a room of two: ann's second turn speaks to ben
+        "room-ann": AgentScript.of("Ready.", "@ben hello after the restart"),
+        "room-ben": AgentScript.of("Ready.", "Hi ann."),
+    }
+    script = Script(
+        agents={**at_a_gate, **in_a_room},
+        default=AgentScript.of("First answer.", "Second answer."),
+    )
     data = tmp_path / "data"
     async with open_model_server(script) as models:
         sessions: dict[str, str] = {}  # id -> token
@@ -174,6 +182,25 @@ async def test_a_killed_server_comes_back_with_every_session(
                     waiting["sessionToken"],
                     "infra_config_prompt",
                 )
+                # and a room of two agents, both through their first turn
+                response = await client.post("/api/rooms", json={"name": "restarted"})
+                assert response.status_code == 201, response.text
+                room = response.json()
+                room_auth = {"X-Room-Token": room["roomToken"]}
+                for name in ("ann", "ben"):
+                    response = await client.post(
+                        f"/api/rooms/{room['roomId']}/agents",
+                        json={"name": name, "apiKey": f"room-{name}"},
+                        headers=room_auth,
+                    )
+                    assert response.status_code == 201, response.text
+                    made = response.json()
+                    await sse_events(
+                        client,
+                        f"/api/sessions/{made['sessionId']}/events",
+                        made["sessionToken"],
+                        "session_end",
+                    )
                 asked: dict[str, dict[str, Any]] = {}
                 for sid, (token, shown) in at_gate.items():
                     # at its gate (a question is in the stream before its gate opens, a
@@ -186,7 +213,7 @@ async def test_a_killed_server_comes_back_with_every_session(
             await process.wait()
         server_id = (data / "server-id").read_text().strip()
         left = await off_loop(docker_limiter, partial(docker_leftovers, docker_client, server_id))
-        assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate)
+        assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate) + 2
 
         async with (
             server(data, models.base_url, tmp_path / "two.log") as (_process, url),
@@ -261,6 +288,40 @@ async def test_a_killed_server_comes_back_with_every_session(
                     # losing its server: which scripted answer comes is not the point)
                     assert len(texts) == 1, after
                     assert after[-1][1]["success"] is True
+                # the room is back, with its agents: a message to ann makes her speak to
+                # ben, routed once
+                response = await client.post(
+                    f"/api/rooms/{room['roomId']}/messages",
+                    json={"from": "pat", "to": "ann", "body": "say hello to ben"},
+                    headers=room_auth,
+                )
+                assert response.status_code == 200, response.text
+                said = await sse_events(
+                    client,
+                    f"/api/rooms/{room['roomId']}/events",
+                    "",
+                    "agent_message",
+                    headers=room_auth,
+                    offset=(
+                        await sse_events(
+                            client,
+                            f"/api/rooms/{room['roomId']}/events",
+                            "",
+                            "agent_message",
+                            headers=room_auth,
+                        )
+                    )[-1][0],
+                )
+                message = said[-1][1]
+                assert (message["from"], message["to"], message["body"]) == (
+                    "ann",
+                    "ben",
+                    "hello after the restart",
+                )
+                response = await client.post(
+                    f"/api/rooms/{room['roomId']}/close", headers=room_auth
+                )
+                assert response.status_code == 200, response.text
                 # the setup choice is still asked; answered, the session goes on
                 response = await client.post(
                     f"/api/sessions/{waiting['sessionId']}/respond",
