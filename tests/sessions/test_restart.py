@@ -1,11 +1,12 @@
 """``kill -9`` of the server with 20 sessions and a room of two agents live in
 containers, then a start on the same data directory: no acknowledged event is lost,
 every container is re-attached to its session (none orphaned), each agent resumes its
-conversation (Claude's session id) with the next message, a session waiting at its
-setup choice waits again, and the room routes the next message between its agents. Two
-more are killed in the middle of a turn, one at a tool approval and one at a question:
-the agent process that asked is gone, so the gates are cancelled saying why, the turn
-ends failed, and the agent answers the next message."""
+conversation (Claude's session id) with the next message, one whose container was
+removed meanwhile is marked ended, a session waiting at its setup choice waits again,
+and the room routes the next message between its agents. Two more are killed in the
+middle of a turn, one at a tool approval and one at a question: the agent process that
+asked is gone, so the gates are cancelled saying why, the turn ends failed, and the
+agent answers the next message."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import trio
 
 from orchestrator.core import CUT_TURN
 from orchestrator.models import AgentScript, Script, ToolCall, Turn, open_model_server
+from orchestrator.sandboxes._common import LABEL_SESSION
 
 from ..docker_support import off_loop
 from ..sandboxes.conftest import docker_leftovers, remove_docker_leftovers
@@ -35,6 +37,11 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSIONS = 20
+
+
+def remove_session_container(client: docker.DockerClient, session_id: str) -> None:
+    [found] = client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
+    found.remove(force=True)
 
 
 @asynccontextmanager
@@ -127,6 +134,7 @@ async def test_a_killed_server_comes_back_with_every_session(
     data = tmp_path / "data"
     async with open_model_server(script) as models:
         sessions: dict[str, str] = {}  # id -> token
+        keys: dict[str, str] = {}  # id -> its agent's key (its script)
         before: dict[str, list[tuple[str, str]]] = {}
         async with server(data, models.base_url, tmp_path / "one.log") as (process, url):
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -143,6 +151,7 @@ async def test_a_killed_server_comes_back_with_every_session(
                     assert response.status_code == 201, response.text
                     made = response.json()
                     sessions[made["sessionId"]] = made["sessionToken"]
+                    keys[made["sessionId"]] = f"agent-{index}"
 
                 async with trio.open_nursery() as nursery:
                     for index in range(SESSIONS):
@@ -214,12 +223,29 @@ async def test_a_killed_server_comes_back_with_every_session(
         server_id = (data / "server-id").read_text().strip()
         left = await off_loop(docker_limiter, partial(docker_leftovers, docker_client, server_id))
         assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate) + 2
+        # one more is lost while the server is down: its container removed
+        gone_sid = next(iter(sessions))
+        gone_token = sessions.pop(gone_sid)
+        await off_loop(docker_limiter, partial(remove_session_container, docker_client, gone_sid))
 
         async with (
             server(data, models.base_url, tmp_path / "two.log") as (_process, url),
             httpx.AsyncClient(base_url=url, timeout=60) as client,
         ):
             if True:
+                # the session whose sandbox is gone is marked ended, saying why
+                info = await status_of(client, gone_sid, gone_token)
+                assert (info["status"], info["ended"]) == ("error", True)
+                events = await sse_events(
+                    client,
+                    f"/api/sessions/{gone_sid}/events",
+                    gone_token,
+                    "log",
+                    offset=before[gone_sid][-1][0],
+                )
+                assert events[-1][1]["message"] == (
+                    "The server restarted and this session's sandbox is gone"
+                )
                 for sid, token in sessions.items():
                     # every acknowledged event is there, in order, with its offset
                     events = await sse_events(
@@ -252,8 +278,8 @@ async def test_a_killed_server_comes_back_with_every_session(
                     texts = [e["text"] for _, e in events if e["type"] == "assistant_message"]
                     assert texts == ["Second answer."], (index, events)
                 # each agent resumed its conversation: its second request carries the first
-                for index in range(SESSIONS):
-                    second = models.main_requests(f"agent-{index}")[1]
+                for sid in sessions:
+                    second = models.main_requests(keys[sid])[1]
                     assert "First answer." in json.dumps(second.messages)
                 # cut in the middle of a turn: the gate is cancelled, the turn ended
                 # failed, and the resumed agent answers the next message
