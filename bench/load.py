@@ -2,11 +2,18 @@
 and many SSE readers over real HTTP, for a while.
 
     python -m bench.load [--sessions 500] [--readers 1000] [--minutes 10] [--quick]
-                         [--agent scripted|claude] [--period S]
+                         [--agent scripted|claude] [--cache-mb M] [--period S]
                          [--create-concurrency N] [--no-bwrap]
 
 One embedded :class:`~orchestrator.core.Orchestrator` (local sandboxes, the on-disk
-store) with its HTTP API (``create_api`` served by ``transport.serve`` on 127.0.0.1).
+store, whose payload cache is ``--cache-mb``, else its default of 64 MiB) with its HTTP
+API (``create_api`` served by ``transport.serve`` on 127.0.0.1).
+
+Measured on 2 cores and 24 GiB (``--cache-mb 4``, so that the cache is full within the
+run): 500 sessions and 1,000 readers for 10 minutes, 70 KiB per session and 65 KiB per
+reader, RSS flat within 4.5 %, 150 events/s appended and 300 deliveries/s, nothing
+stuck. With the default cache the store fills it for the first ~60 minutes of such a
+load (13.5 % of growth in the same 10 minutes).
 
 The agent (``--agent``):
 
