@@ -12,7 +12,7 @@ API (``create_api`` served by ``transport.serve`` on 127.0.0.1).
 Measured on 2 cores and 24 GiB (``--cache-mb 4``, so that the cache is full within the
 run): 500 sessions and 1,000 readers for 10 minutes, 70 KiB per session and 65 KiB per
 reader, RSS flat within 4.5 %, 150 events/s appended and 300 deliveries/s, nothing
-stuck. With the default cache the store fills it for the first ~60 minutes of such a
+stuck. With the default cache the store fills it for the first ~40 minutes of such a
 load (13.5 % of growth in the same 10 minutes).
 
 The agent (``--agent``):
