@@ -649,24 +649,13 @@ class Orchestrator:
         """The agent's credentials and endpoint: in production the server's own key
         only; in development the server's, else the caller's."""
         settings = self.settings
+        codex = agent == "codex"
+        own = settings.openai_api_key if codex else settings.anthropic_api_key
+        key = own if settings.production else (own or api_key)
         env: dict[str, str] = {}
-        if agent == "codex":
-            key = (
-                settings.openai_api_key
-                if settings.production
-                else (settings.openai_api_key or api_key)
-            )
-            if key:
-                env["OPENAI_API_KEY"] = key
-            return env
-        key = (
-            settings.anthropic_api_key
-            if settings.production
-            else (settings.anthropic_api_key or api_key)
-        )
         if key:
-            env["ANTHROPIC_API_KEY"] = key
-        if settings.anthropic_base_url:
+            env["OPENAI_API_KEY" if codex else "ANTHROPIC_API_KEY"] = key
+        if not codex and settings.anthropic_base_url:
             env["ANTHROPIC_BASE_URL"] = settings.anthropic_base_url
         return env
 

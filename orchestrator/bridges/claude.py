@@ -231,7 +231,8 @@ class ClaudeAgent:
 
     async def _relay(self, message: Message) -> None:
         usage = as_dict(message.usage) if isinstance(message, AssistantMessage) else {}
-        if isinstance(message, AssistantMessage) and usage:
+        if usage:
+            assert isinstance(message, AssistantMessage)
             cost = self._meter.on_usage(
                 as_str(message.message_id), as_str(message.model) or "", usage
             )

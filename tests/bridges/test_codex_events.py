@@ -4,7 +4,6 @@ CLI (``tests/data/codex``) and on arbitrary JSON."""
 from __future__ import annotations
 
 import json
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from hypothesis import strategies as st
 
 from orchestrator import events as ev
 from orchestrator.bridges.codex_events import CodexEventMapper, unwrap_shell
+
+from ..event_support import fits
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "codex"
 
@@ -401,36 +402,10 @@ messages = st.one_of(
 )
 
 
-def _fits(value: object, hint: object) -> bool:
-    origin = typing.get_origin(hint)
-    if hint is typing.Any:
-        return True
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is dict:
-        key, item = typing.get_args(hint)
-        return isinstance(value, dict) and all(
-            _fits(k, key) and _fits(v, item) for k, v in value.items()
-        )
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    assert isinstance(hint, type), hint
-    return isinstance(value, hint)
-
-
 def well_formed(event: ev.Event) -> bool:
     hints = typing.get_type_hints(type(event))
     for field in attrs.fields(type(event)):
-        if not _fits(getattr(event, field.name), hints[field.name]):
+        if not fits(getattr(event, field.name), hints[field.name]):
             return False
     data = json.loads(json.dumps(event.to_json("agent")))
     again, source = ev.event_from_json(data)

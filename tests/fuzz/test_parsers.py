@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import json
 import math
-import types
 import typing
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -67,37 +66,12 @@ from orchestrator.streams import read_events
 from transport import AppendRequest, CreateRequest, MemoryStore, Store
 from transport._local import encode_json_append
 
+from ..event_support import fits
+
 JSON = "application/json"
 SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 # -- what a well-formed event is -----------------------------------------------------------
-
-
-def fits(value: object, hint: object) -> bool:
-    """Whether ``value`` is of the (evaluated) type ``hint``."""
-    origin = typing.get_origin(hint)
-    if hint is typing.Any:
-        return True
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(fits(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is dict:
-        key, item = typing.get_args(hint)
-        return isinstance(value, dict) and all(
-            fits(k, key) and fits(v, item) for k, v in value.items()
-        )
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(fits(v, item) for v in value)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    assert isinstance(hint, type), hint
-    return isinstance(value, hint)
 
 
 def check_event(event: ev.Event, source: ev.Source = "agent") -> None:

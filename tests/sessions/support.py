@@ -35,6 +35,20 @@ WRITE_FILE = Turn(
     usage=Usage(input_tokens=1000, output_tokens=50),
 )
 DONE = "Done: f.txt says hello."
+# the input of an AskUserQuestion call (the CLI wants two to four options)
+COLOR_QUESTION = {
+    "questions": [
+        {
+            "question": "Which color?",
+            "header": "Color",
+            "options": [
+                {"label": "red", "description": "warm"},
+                {"label": "blue", "description": "cold"},
+            ],
+            "multiSelect": False,
+        }
+    ]
+}
 
 
 def script(*turns: Turn | str) -> Script:

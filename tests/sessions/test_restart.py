@@ -31,6 +31,7 @@ from orchestrator.sandboxes._common import LABEL_SESSION
 
 from ..docker_support import off_loop
 from ..sandboxes.conftest import docker_leftovers, remove_docker_leftovers
+from .support import COLOR_QUESTION
 from .test_api import sse_events
 
 pytestmark = pytest.mark.docker
@@ -102,25 +103,12 @@ async def until_status(
 async def test_a_killed_server_comes_back_with_every_session(
     tmp_path: Path, docker_client: docker.DockerClient, docker_limiter: trio.CapacityLimiter
 ) -> None:
-    question = {
-        "questions": [
-            {
-                "question": "Which color?",
-                "header": "Color",
-                "options": [
-                    {"label": "red", "description": "warm"},
-                    {"label": "blue", "description": "cold"},
-                ],
-                "multiSelect": False,
-            }
-        ]
-    }
     at_a_gate = {  # killed at a gate: the model's next turn answers the next message
         "agent-tool": AgentScript.of(
             Turn(blocks=(ToolCall("Bash", {"command": "echo hi > hi.txt"}),)), "After the restart."
         ),
         "agent-question": AgentScript.of(
-            Turn(blocks=(ToolCall("AskUserQuestion", question),)), "After the restart."
+            Turn(blocks=(ToolCall("AskUserQuestion", COLOR_QUESTION),)), "After the restart."
         ),
     }
     in_a_room = {  # a room of two: ann's second turn speaks to ben

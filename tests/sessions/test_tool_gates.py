@@ -13,7 +13,7 @@ from orchestrator.gates import Gate, ToolPolicy
 from orchestrator.models import ToolCall, Turn
 from orchestrator.sandboxes.local import LocalProvider
 
-from .support import scripted
+from .support import COLOR_QUESTION, scripted
 from .test_api import api_server
 
 
@@ -89,20 +89,10 @@ async def test_tool_calls_wait_for_a_person(tmp_path: Path) -> None:
 
 async def test_an_agents_question_is_answered_over_http(tmp_path: Path) -> None:
     provider = LocalProvider("test-server", tmp_path / "sb", claude_binary=bundled_claude_cli())
-    question = {
-        "questions": [
-            {
-                "question": "Which color?",
-                "header": "Color",
-                "options": [
-                    {"label": "red", "description": "warm"},
-                    {"label": "blue", "description": "cold"},
-                ],
-                "multiSelect": False,
-            }
-        ]
-    }
-    turns: list[Turn | str] = [Turn(blocks=(ToolCall("AskUserQuestion", question),)), "Blue it is."]
+    turns: list[Turn | str] = [
+        Turn(blocks=(ToolCall("AskUserQuestion", COLOR_QUESTION),)),
+        "Blue it is.",
+    ]
     async with scripted(turns, tmp_path, provider) as (models, orch), api_server(orch) as client:
         # the default session (no policy given): every tool runs, questions still wait
         session = await orch.create_session("ask me", freeform=True)
