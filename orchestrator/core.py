@@ -37,7 +37,7 @@ from .api._limits import admission_refusal
 from .bridges.codex_cli import codex_binary
 from .config import Settings
 from .errors import StoreUnavailable
-from .gates import GateClosed, GateRegistry, ToolPolicy, open_gate_supervisor
+from .gates import GateRegistry, ToolPolicy, open_gate_supervisor
 from .rooms import actor as rooms
 from .rooms.actor import RoomConfig, RoomRouterActor, room_stream
 from .rooms.roles import (
@@ -572,6 +572,7 @@ class Orchestrator:
                 continue
             gone = "The server restarted and this session's sandbox is gone"
             await self._server_says(session_id, ev.Log(level="error", message=gone))
+            await self.gates.cancel_session(session_id, gone)
             await self._reg(UpdateSession(session_id, {"status": "error", "ended": True}))
 
     async def _server_says(self, session_id: str, *events: ev.Event) -> None:
@@ -627,17 +628,12 @@ class Orchestrator:
         await self._spawn_session(config, reattach=sandbox)
 
     async def _end_cut_turn(self, session_id: str, *, running: bool) -> None:
-        """After a restart, for a re-attached session: the agent process that asked
-        for a tool approval or a question is gone with the old server, so nobody would
-        act on the answer: those gates are cancelled, saying why. A turn that was
-        running ends failed (a ``session_end``, so that whoever waits on it, a room
-        included, goes on); the agent resumes its conversation with the next message."""
-        for gate in self.gates.pending(session_id):
-            if gate.kind in ("tool_permission", "ask_user_question"):
-                try:
-                    await gate.cancel(CUT_TURN)
-                except GateClosed:
-                    continue
+        """After a restart, for a re-attached session whose turn was running: the agent
+        process went with the old server, so the turn ends failed (a ``session_end``,
+        so that whoever waits on it, a room included, goes on); the agent resumes its
+        conversation with the next message. A tool approval or a question it was
+        waiting on stays pending: the session actor gives the answer to the resumed
+        agent as a turn of its own."""
         if not running:
             return
         await self._server_says(

@@ -134,6 +134,22 @@ done
 exit $found
 """
 
+# Kills every process that carries a PROCESS_MARKER ("$1=" starts a line of its
+# environment) other than the app's ("$2"), the script itself excepted: what a server
+# that died left running in a sandbox it re-attaches (an agent CLI going on alone).
+_KILL_LEFTOVERS: Final = """\
+for environ in /proc/[0-9]*/environ; do
+    pid=${environ#/proc/}
+    pid=${pid%/environ}
+    [ "$pid" = "$$" ] && continue
+    if grep -qz -e "^$1=" "$environ" 2>/dev/null && ! grep -qzxF -e "$2" "$environ" 2>/dev/null
+    then
+        kill -s KILL "$pid" 2>/dev/null
+    fi
+done
+exit 0
+"""
+
 _COLLECTING = threading.Lock()
 
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
@@ -490,7 +506,9 @@ class DockerProvider(SandboxProvider):
         if not running:
             return None
         found = running[0]
-        return self._sandbox(engine, str(found["Id"]), found["Labels"])
+        sandbox = self._sandbox(engine, str(found["Id"]), found["Labels"])
+        await sandbox.end_leftovers()
+        return sandbox
 
     async def list_owned(self) -> list[SandboxInfo]:
         """Containers, and volumes whose container is gone (``sandbox_id`` = the volume's
@@ -723,6 +741,27 @@ class DockerSandbox(Sandbox):
             killable=False,
         )
         return result.ok
+
+    async def end_leftovers(self) -> None:
+        """Kill what an earlier server started here and left running (its agent CLI
+        goes on alone when its connection closes); the app keeps running. A failure
+        is logged, not raised."""
+        result = await self._exec(
+            [
+                "sh",
+                "-c",
+                _KILL_LEFTOVERS,
+                "kill-leftovers",
+                PROCESS_MARKER,
+                f"{PROCESS_MARKER}={APP_MARKER}",
+            ],
+            user=AGENT_USER,
+            timeout=_SIGNAL_TIMEOUT,
+            killable=False,
+        )
+        if not result.ok:  # the agent starts anyway; an old one may still write files
+            message = result.stderr.decode(errors="replace").strip() or "no reason given"
+            logger.warning("sandbox %s: leftovers not ended: %s", self.sandbox_id[:12], message)
 
     # -- files ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ the sandbox is destroyed, each within a bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -37,7 +38,7 @@ from ..bridges.claude_events import CostMeter
 from ..bridges.codex import CodexAgent, CodexTurn, default_codex_home
 from ..bridges.prices import TokenMeter
 from ..errors import answers_store_errors
-from ..gates import GateRegistry, ToolPolicy
+from ..gates import Gate, GateRegistry, ToolPolicy
 from ..sandboxes.base import Sandbox, SandboxError, SandboxProvider, SandboxSpec
 from . import workspace
 from .registry import UpdateSession
@@ -91,6 +92,53 @@ def _infra_env(choice: Mapping[str, Any]) -> dict[str, str]:
         "secret": "ELECTRIC_SECRET",
     }
     return {env: str(choice[key]) for key, env in names.items() if isinstance(choice.get(key), str)}
+
+
+def _input_key(tool_input: Mapping[str, Any]) -> str:
+    return json.dumps(tool_input, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def carry_over(kind: str, request: Mapping[str, Any], value: Any) -> _CarryOver | None:
+    """What the resumed agent is told of a gate it asked before the server restarted,
+    now answered: a tool approval (``allow`` makes the same call again, once without
+    asking) or its questions' answers. None for other kinds."""
+    if kind == "tool_permission":
+        tool = str(request.get("tool_name", "tool"))
+        tool_input = request.get("tool_input")
+        tool_input = tool_input if isinstance(tool_input, dict) else {}
+        answer = value if isinstance(value, Mapping) else {}
+        cut = (
+            f"The server restarted while your {tool} call waited for a person's approval, "
+            "so it was not run."
+        )
+        if answer.get("behavior") == "allow":
+            shown = json.dumps(tool_input, ensure_ascii=False)
+            return _CarryOver(
+                note=f"The {tool} call asked before the restart was allowed: the agent is "
+                "told to make it again",
+                prompt=f"{cut} A person has now allowed it: make the same call again, with "
+                f"the same input:\n\n{shown}",
+                allow=(tool, _input_key(tool_input)),
+            )
+        why = answer.get("message")
+        because = f" ({why})" if isinstance(why, str) and why else ""
+        return _CarryOver(
+            note=f"The {tool} call asked before the restart was denied: the agent is told",
+            prompt=f"{cut} A person has now denied it{because}: do not make that call.",
+        )
+    if kind == "ask_user_question":
+        answers = value.get("answers") if isinstance(value, Mapping) else None
+        lines = [
+            f"- {question}: {answer}"
+            for question, answer in (answers.items() if isinstance(answers, Mapping) else ())
+        ]
+        return _CarryOver(
+            note="The questions asked before the restart were answered: the answers go to "
+            "the agent",
+            prompt="The server restarted while you waited for answers to your questions. "
+            "The person answered:\n\n" + ("\n".join(lines) or "(no answer)"),
+        )
+    return None
 
 
 def session_stream(session_id: str) -> str:
@@ -228,6 +276,17 @@ class Fail:
 
 
 @attrs.frozen
+class _CarryOver:
+    """A gate the agent asked before the server restarted was answered: the answer
+    goes to the agent as a turn of its own (``allow``: the tool call it may now make
+    once without asking again)."""
+
+    note: str
+    prompt: str
+    allow: tuple[str, str] | None = None
+
+
+@attrs.frozen
 class _AgentRestarting:
     """The agent process stopped while its sandbox lives: it is started again."""
 
@@ -253,6 +312,8 @@ class SessionActor(Actor):
     _turns_pending: int = 1  # the first prompt, from the start
     _resume_id: str | None = None  # the agent's own session (thread) id, to resume
     _released: bool = False
+    # tool calls a person allowed at a gate from before a restart: (tool, input key)
+    _allowed_once: list[tuple[str, str]] = attrs.field(factory=list)
 
     mailbox_size = 256
     stop_timeout = 5.0
@@ -278,6 +339,10 @@ class SessionActor(Actor):
             send.send_nowait(follow_up)
             self._turns_pending += 1
         self.ctx.nursery.start_soon(self._run, receive)
+        if self.reattach is not None and self.gates is not None:
+            for gate in self.gates.pending(self.config.session_id):
+                if gate.kind in ("tool_permission", "ask_user_question"):
+                    self.ctx.nursery.start_soon(self._carry_over, gate)
 
     def _first_prompt(self) -> str:
         config = self.config
@@ -294,12 +359,20 @@ class SessionActor(Actor):
     async def handle(self, msg: Any) -> Any:
         if isinstance(msg, _Emit):
             await self._emit(msg.event, msg.source)
+            if isinstance(msg.event, ev.SessionStart) and msg.source == "agent":
+                await self._started(msg.event.session_id)
         elif isinstance(msg, _Cost):
             await self._cost(msg.amount, msg.total)
         elif isinstance(msg, _TurnDone):
             await self._turn_done(msg)
         elif isinstance(msg, _AgentRestarting):
             await self._agent_restarting(msg.reason)
+        elif isinstance(msg, _CarryOver):
+            if not self._ended:
+                await self._emit(ev.Log(level="system", message=msg.note))
+                if msg.allow is not None:
+                    self._allowed_once.append(msg.allow)
+                await self._queue(msg.prompt)
         elif isinstance(msg, Fail):
             await self._emit(ev.Log(level="error", message=f"Session failed: {msg.message}"))
             await self._end("error")
@@ -360,6 +433,16 @@ class SessionActor(Actor):
         self._turns_pending += 1
         await self._set_status("running")
 
+    async def _started(self, agent_session_id: str) -> None:
+        """The agent's own session (thread) id is recorded as soon as it is known, so
+        that a restart in the middle of the first turn resumes the conversation too."""
+        if not agent_session_id or agent_session_id == self._resume_id:
+            return
+        self._resume_id = agent_session_id
+        await self.registry.ask(
+            UpdateSession(self.config.session_id, {"lastCoderSessionId": agent_session_id})
+        )
+
     async def _agent_restarting(self, reason: str) -> None:
         """The turn that was running is lost (a failed ``session_end`` for it, so that
         whoever waits on it goes on); prompts queued behind it are kept."""
@@ -404,6 +487,19 @@ class SessionActor(Actor):
         await self.registry.ask(UpdateSession(self.config.session_id, update))
         if self.meter.total > self.config.budget_usd:
             await self._cost(0.0)
+
+    async def _carry_over(self, gate: Gate) -> None:
+        """A tool approval or a question the agent asked before the server restarted
+        is still pending (re-issued from the stream): the process that asked is gone,
+        so once a person answers, the answer is given to the resumed agent as its next
+        turn. An approval lets the same call run once without asking again."""
+        outcome = await gate.wait()
+        if outcome.status != "resolved":
+            return  # expired or cancelled: the agent never heard of it, nothing to say
+        carried = carry_over(gate.kind, gate.request, outcome.value)
+        if carried is not None:
+            with contextlib.suppress(ActorStopped):
+                await self._report(carried)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -481,6 +577,10 @@ class SessionActor(Actor):
             return None
         if decision == "deny":
             return f"{tool_name} is not allowed in this session"
+        allowed = (tool_name, _input_key(tool_input))
+        if allowed in self._allowed_once:  # allowed at a gate from before a restart
+            self._allowed_once.remove(allowed)
+            return None
         gate = await self.gates.open_tool_permission(
             self.config.session_id,
             tool_name,
