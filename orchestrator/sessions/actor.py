@@ -30,7 +30,7 @@ from claude_agent_sdk import (
 )
 
 from actors import Actor, ActorRef, ActorStopped, Refused, shielded
-from transport import AppendRequest, CreateRequest, Store
+from transport import AppendRequest, CreateRequest, Store, StreamError
 
 from .. import events as ev
 from ..bridges.claude import ClaudeAgent
@@ -65,6 +65,7 @@ JSON = "application/json"
 DESTROY_TIMEOUT = 30.0
 AGENT_RESTARTS = 3  # agent process restarts allowed ...
 AGENT_RESTART_WINDOW = 60.0  # ... within this many seconds
+RETELL_INTERVAL = 2.0  # seconds between tries to say what the store refused
 DEFAULT_TOOLS = (
     "Read",
     "Write",
@@ -276,6 +277,11 @@ class Fail:
 
 
 @attrs.frozen
+class _Retell:
+    """Try again to tell what the store refused."""
+
+
+@attrs.frozen
 class _CarryOver:
     """A gate the agent asked before the server restarted was answered: the answer
     goes to the agent as a turn of its own (``allow``: the tool call it may now make
@@ -312,6 +318,13 @@ class SessionActor(Actor):
     _turns_pending: int = 1  # the first prompt, from the start
     _resume_id: str | None = None  # the agent's own session (thread) id, to resume
     _released: bool = False
+    # events the store refused since it last took one, why, whether a turn's end was
+    # among them, and whether the agent's turn is being stopped for it
+    _refused: int = 0
+    _refusal: str = ""
+    _lost_turn_end: bool = False
+    _stopping: bool = False
+    _retelling: bool = False
     # tool calls a person allowed at a gate from before a restart: (tool, input key)
     _allowed_once: list[tuple[str, str]] = attrs.field(factory=list)
 
@@ -367,6 +380,9 @@ class SessionActor(Actor):
             await self._turn_done(msg)
         elif isinstance(msg, _AgentRestarting):
             await self._agent_restarting(msg.reason)
+        elif isinstance(msg, _Retell):
+            if self._refused:
+                await self._tell_refused()
         elif isinstance(msg, _CarryOver):
             if not self._ended:
                 await self._emit(ev.Log(level="system", message=msg.note))
@@ -380,11 +396,7 @@ class SessionActor(Actor):
             return await self._iterate(msg.request)
         elif isinstance(msg, Interrupt):
             if self._agent is not None:
-                with trio.move_on_after(10):
-                    try:
-                        await self._agent.interrupt()
-                    except Exception as exc:  # a process already gone: nothing to stop
-                        logger.info("session %s: interrupt: %s", self.config.session_id, exc)
+                await self._interrupt(self._agent)
             await self._set_status("complete")
         elif isinstance(msg, Cancel):
             if not self._ended:
@@ -463,13 +475,20 @@ class SessionActor(Actor):
 
     async def _cost(self, amount: float, total: float | None = None) -> None:
         total = self.meter.total if total is None else total
-        await self._emit(ev.CostUpdate(cost_usd=round(amount, 6), total_usd=round(total, 6)))
-        if self.meter.total > self.config.budget_usd and not self._ended:
-            await self._emit(
-                ev.BudgetExceeded(
-                    budget_usd=self.config.budget_usd, spent_usd=round(self.meter.total, 6)
-                )
-            )
+        try:
+            await self._emit(ev.CostUpdate(cost_usd=round(amount, 6), total_usd=round(total, 6)))
+        finally:  # a spent budget ends the session even when the store refuses writes
+            await self._check_budget()
+
+    async def _check_budget(self) -> None:
+        if self.meter.total <= self.config.budget_usd or self._ended:
+            return
+        spent = ev.BudgetExceeded(
+            budget_usd=self.config.budget_usd, spent_usd=round(self.meter.total, 6)
+        )
+        try:
+            await self._emit(spent)
+        finally:
             await self._end("error")
 
     async def _turn_done(self, msg: _TurnDone) -> None:
@@ -484,9 +503,11 @@ class SessionActor(Actor):
         if msg.claude_session_id:
             update["lastCoderSessionId"] = msg.claude_session_id
         self.status = update["status"]
-        await self.registry.ask(UpdateSession(self.config.session_id, update))
-        if self.meter.total > self.config.budget_usd:
-            await self._cost(0.0)
+        try:
+            await self.registry.ask(UpdateSession(self.config.session_id, update))
+        finally:
+            if self.meter.total > self.config.budget_usd:
+                await self._cost(0.0)
 
     async def _carry_over(self, gate: Gate) -> None:
         """A tool approval or a question the agent asked before the server restarted
@@ -504,8 +525,67 @@ class SessionActor(Actor):
     # -- helpers -----------------------------------------------------------------------
 
     async def _emit(self, event: ev.Event, source: ev.Source = "server") -> None:
-        body = json.dumps([event.to_json(source)], separators=(",", ":")).encode()
+        """Append one event. One the store refuses (out of disk, a remote store gone)
+        raises, and is counted: the agent's turn is stopped, since nothing it does
+        could be watched, and the next write that succeeds says what was lost."""
+        try:
+            if self._refused:
+                await self._tell_refused()
+            body = json.dumps([event.to_json(source)], separators=(",", ":")).encode()
+            await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
+        except (StreamError, UnicodeEncodeError) as exc:
+            self._refused += 1
+            self._refusal = str(exc)
+            self._lost_turn_end = self._lost_turn_end or isinstance(event, ev.SessionEnd)
+            agent = self._agent
+            if agent is not None and self._turns_pending > 0 and not self._stopping:
+                self._stopping = True
+                self.ctx.nursery.start_soon(self._interrupt, agent)
+            if not self._retelling:
+                self._retelling = True
+                self.ctx.nursery.start_soon(self._retell)
+            raise
+
+    async def _retell(self) -> None:
+        """Until the store takes writes again: what was lost is told then, even when
+        the session has nothing more to say (it ended, say, on its budget)."""
+        try:
+            while self._refused:
+                await trio.sleep(RETELL_INTERVAL)
+                with contextlib.suppress(Refused):
+                    await self.ctx.ref.ask(_Retell())
+        except ActorStopped:
+            pass
+        finally:
+            self._retelling = False
+
+    async def _tell_refused(self) -> None:
+        """After refused writes, first thing once the store takes them again: what was
+        lost (and the end of a turn whose ``session_end`` was, for whoever waits on
+        it), and the session's status again."""
+        refused, lost_end = self._refused, self._lost_turn_end
+        stopped = " and the agent's turn was stopped" if self._stopping else ""
+        told: list[ev.Event] = [
+            ev.Log(
+                level="error",
+                message=f"The event store refused {refused} event(s) of this session "
+                f"({self._refusal}): they are lost{stopped}",
+            )
+        ]
+        if lost_end:
+            told.append(ev.SessionEnd(success=False))
+        body = json.dumps([e.to_json("server") for e in told], separators=(",", ":")).encode()
         await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
+        self._refused, self._lost_turn_end, self._stopping = 0, False, False
+        await self._set_status(self.status, **({"ended": True} if self._ended else {}))
+
+    async def _interrupt(self, agent: ClaudeAgent | CodexAgent) -> None:
+        """Stop the agent's turn (its process lives on for the next one), bounded."""
+        with trio.move_on_after(10):
+            try:
+                await agent.interrupt()
+            except Exception as exc:  # a process already gone: nothing to stop
+                logger.info("session %s: interrupt: %s", self.config.session_id, exc)
 
     async def _set_status(self, status: str, **more: Any) -> None:
         self.status = status

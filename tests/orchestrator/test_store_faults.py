@@ -9,11 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trio
 
-from orchestrator.core import bundled_claude_cli
+from orchestrator.core import OrchestratorError, bundled_claude_cli
+from orchestrator.models import ToolCall, Turn, Usage
 from orchestrator.sandboxes.local import LocalProvider
+from orchestrator.sessions.actor import Busy
 
-from ..sessions.support import DONE, collect_until, scripted, wait_status
+from ..sessions.support import AGENT_KEY, DONE, collect_until, scripted, wait_status
 from ..sessions.test_api import api_server
 
 
@@ -76,3 +79,102 @@ async def test_a_full_disk_is_a_clear_503_and_nothing_breaks(
     async with scripted([], tmp_path, provider) as (_models, again):
         replay = [i.raw async for i in again.session(sid).events(follow=False)]
         assert replay[: len(recorded)] == recorded
+
+
+async def test_a_disk_that_fills_during_a_turn_stops_the_turn_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's events are refused mid-turn: its turn is stopped (nothing it does
+    could be watched), and once the store takes writes again the stream says what was
+    lost and ends the cut turn; the session goes on."""
+    real: Callable[[int], None] = os.fdatasync
+    full = [False]
+
+    def fdatasync(fd: int) -> None:
+        if full[0]:
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    provider = LocalProvider(
+        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
+    )
+    slow = Turn(blocks=(ToolCall("Bash", {"command": "sleep 8"}),), delay=1.0)
+    async with (
+        scripted([DONE, slow, "After the tool.", "Again."], tmp_path, provider) as (models, orch),
+    ):
+        session = await orch.create_session("hi", freeform=True)
+        before = await collect_until(session, "session_end")
+        await wait_status(session, "complete")
+        await session.send("run it")
+        actor = orch._actor(session.id)
+        assert actor is not None
+        with trio.fail_after(30):
+            while models.turns_taken(AGENT_KEY) < 2:  # noqa: ASYNC110 - the model is asked
+                await trio.sleep(0.01)
+        full[0] = True  # while the model "thinks": its tool call is refused
+        with trio.fail_after(30):
+            while await actor.ask(Busy()):  # noqa: ASYNC110 - no event to wait on
+                await trio.sleep(0.1)
+        # the turn stopped before the tool's result went back to the model
+        assert models.turns_taken(AGENT_KEY) == 2
+        full[0] = False
+        await session.send("again")
+        after = await collect_until(session, "session_end", offset=before[-1].offset)
+        after += await collect_until(session, "session_end", offset=after[-1].offset)
+        kinds = [i.event.type for i in after]
+        assert kinds.count("session_end") == 2, kinds
+        told = next(i.raw for i in after if i.raw.get("level") == "error")
+        assert "refused" in told["message"], told
+        assert "No space left" in told["message"], told
+        assert "the agent's turn was stopped" in told["message"], told
+        cut = kinds.index("session_end")
+        assert after[cut].raw["success"] is False
+        assert kinds.index("user_prompt", cut) > cut  # "again" comes after the cut turn
+        assert after[-1].raw["success"] is True
+        assert (await wait_status(session, "complete"))["status"] == "complete"
+
+
+async def test_a_budget_spent_while_the_disk_is_full_still_ends_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cost that spends the budget is refused by the store: the session ends all
+    the same (its sandbox removed), and says so once the store takes writes again,
+    with nothing more happening in the session."""
+    real: Callable[[int], None] = os.fdatasync
+    full = [False]
+
+    def fdatasync(fd: int) -> None:
+        if full[0]:
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    provider = LocalProvider(
+        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
+    )
+    dear = Turn.text("Costly.", usage=Usage(input_tokens=2_000_000), delay=1.0)
+    async with scripted([DONE, dear], tmp_path, provider, max_session_cost_usd=0.5) as (
+        models,
+        orch,
+    ):
+        session = await orch.create_session("hi", freeform=True)
+        before = await collect_until(session, "session_end")
+        await wait_status(session, "complete")
+        await session.send("spend")
+        with trio.fail_after(30):
+            while models.turns_taken(AGENT_KEY) < 2:  # noqa: ASYNC110 - the model is asked
+                await trio.sleep(0.01)
+        full[0] = True
+        with trio.fail_after(30):
+            while await provider.list_owned():  # noqa: ASYNC110 - the sandbox goes
+                await trio.sleep(0.1)
+        full[0] = False
+        info = await wait_status(session, "error")
+        assert info["ended"] is True
+        after = [i.raw async for i in session.events(before[-1].offset, follow=False)]
+        told = [e for e in after if e.get("level") == "error"]
+        assert told, after
+        assert "refused" in told[0]["message"]
+        with pytest.raises(OrchestratorError, match="Container is not running"):
+            await session.send("more")
