@@ -20,9 +20,8 @@ from ..sessions.support import AGENT_KEY, DONE, collect_until, scripted, wait_st
 from ..sessions.test_api import api_server
 
 
-async def test_a_full_disk_is_a_clear_503_and_nothing_breaks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def disk_full(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A switch: while its one item is True, every fdatasync fails with ENOSPC."""
     real: Callable[[int], None] = os.fdatasync
     full = [False]
 
@@ -32,9 +31,18 @@ async def test_a_full_disk_is_a_clear_503_and_nothing_breaks(
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", fdatasync)
-    provider = LocalProvider(
-        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
-    )
+    return full
+
+
+def local(tmp_path: Path) -> LocalProvider:
+    return LocalProvider("test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli())
+
+
+async def test_a_full_disk_is_a_clear_503_and_nothing_breaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = disk_full(monkeypatch)
+    provider = local(tmp_path)
     async with (
         scripted([DONE, "Again.", "Third."], tmp_path, provider) as (_models, orch),
         api_server(orch) as client,
@@ -87,18 +95,8 @@ async def test_a_disk_that_fills_during_a_turn_stops_the_turn_and_says_so(
     """The agent's events are refused mid-turn: its turn is stopped (nothing it does
     could be watched), and once the store takes writes again the stream says what was
     lost and ends the cut turn; the session goes on."""
-    real: Callable[[int], None] = os.fdatasync
-    full = [False]
-
-    def fdatasync(fd: int) -> None:
-        if full[0]:
-            raise OSError(28, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    provider = LocalProvider(
-        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
-    )
+    full = disk_full(monkeypatch)
+    provider = local(tmp_path)
     slow = Turn(blocks=(ToolCall("Bash", {"command": "sleep 8"}),), delay=1.0)
     async with (
         scripted([DONE, slow, "After the tool.", "Again."], tmp_path, provider) as (models, orch),
@@ -141,18 +139,8 @@ async def test_a_budget_spent_while_the_disk_is_full_still_ends_the_session(
     """The cost that spends the budget is refused by the store: the session ends all
     the same (its sandbox removed), and says so once the store takes writes again,
     with nothing more happening in the session."""
-    real: Callable[[int], None] = os.fdatasync
-    full = [False]
-
-    def fdatasync(fd: int) -> None:
-        if full[0]:
-            raise OSError(28, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    provider = LocalProvider(
-        "test-server", tmp_path / "sandboxes", claude_binary=bundled_claude_cli()
-    )
+    full = disk_full(monkeypatch)
+    provider = local(tmp_path)
     dear = Turn.text("Costly.", usage=Usage(input_tokens=2_000_000), delay=1.0)
     async with scripted([DONE, dear], tmp_path, provider, max_session_cost_usd=0.5) as (
         models,
