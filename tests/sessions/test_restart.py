@@ -1,13 +1,13 @@
 """``kill -9`` of the server with 20 sessions and a room of two agents live in
 containers, then a start on the same data directory: no acknowledged event is lost,
 every container is re-attached to its session (none orphaned), each agent resumes its
-conversation (Claude's session id) with the next message, one whose container was
-removed meanwhile is marked ended, a session waiting at its setup choice waits again,
-and the room routes the next message between its agents. Two more are killed in the
-middle of a turn, one at a tool approval and one at a question: the turn ends failed
-(the agent process that asked is gone), the gates are issued again, and once a person
-answers, the resumed agent is given the answer: the approved call runs without asking
-again, the answers reach the model."""
+conversation (Claude's session id, a Codex one its thread id) with the next message,
+one whose container was removed meanwhile is marked ended, a session waiting at its
+setup choice waits again, and the room routes the next message between its agents. Two
+more are killed in the middle of a turn, one at a tool approval and one at a question:
+the turn ends failed (the agent process that asked is gone), the gates are issued again,
+and once a person answers, the resumed agent is given the answer: the approved call
+runs without asking again, the answers reach the model."""
 
 from __future__ import annotations
 
@@ -26,7 +26,14 @@ import httpx
 import pytest
 import trio
 
-from orchestrator.models import AgentScript, Script, ToolCall, Turn, open_model_server
+from orchestrator.models import (
+    AgentScript,
+    ModelServer,
+    Script,
+    ToolCall,
+    Turn,
+    open_model_server,
+)
 from orchestrator.sandboxes._common import LABEL_SESSION
 
 from ..docker_support import off_loop
@@ -55,10 +62,11 @@ def agents_in(client: docker.DockerClient, session_id: str) -> list[str]:
 
 
 @asynccontextmanager
-async def server(data_dir: Path, base_url: str, log: Path) -> AsyncIterator[tuple[Any, str]]:
+async def server(data_dir: Path, models: ModelServer, log: Path) -> AsyncIterator[tuple[Any, str]]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCH"))},
-        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_BASE_URL": models.base_url,
+        "ORCHESTRATOR_OPENAI_BASE_URL": models.openai_base_url,
         "ORCHESTRATOR_SANDBOX": "docker",
         "ORCHESTRATOR_DATA_DIR": str(data_dir),
     }
@@ -138,7 +146,7 @@ async def test_a_killed_server_comes_back_with_every_session(
         sessions: dict[str, str] = {}  # id -> token
         keys: dict[str, str] = {}  # id -> its agent's key (its script)
         before: dict[str, list[tuple[str, str]]] = {}
-        async with server(data, models.base_url, tmp_path / "one.log") as (process, url):
+        async with server(data, models, tmp_path / "one.log") as (process, url):
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
 
                 async def create(index: int) -> None:
@@ -158,6 +166,20 @@ async def test_a_killed_server_comes_back_with_every_session(
                 async with trio.open_nursery() as nursery:
                     for index in range(SESSIONS):
                         nursery.start_soon(create, index)
+                # and one with Codex, which resumes its thread
+                response = await client.post(
+                    "/api/sessions",
+                    json={
+                        "description": "say hello",
+                        "freeform": True,
+                        "agent": "codex",
+                        "apiKey": "codex-agent",
+                    },
+                )
+                assert response.status_code == 201, response.text
+                made = response.json()
+                sessions[made["sessionId"]] = made["sessionToken"]
+                keys[made["sessionId"]] = "codex-agent"
                 # one more, waiting at its setup choice when the server dies
                 response = await client.post(
                     "/api/sessions", json={"description": "an app", "apiKey": "agent-app"}
@@ -224,7 +246,7 @@ async def test_a_killed_server_comes_back_with_every_session(
             await process.wait()
         server_id = (data / "server-id").read_text().strip()
         left = await off_loop(docker_limiter, partial(docker_leftovers, docker_client, server_id))
-        assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate) + 2
+        assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate) + 3
         # the agent killed at a tool approval went on alone, and waits on the model
         with trio.fail_after(60):
             while models.turns_taken("agent-tool") < 2:  # noqa: ASYNC110
@@ -238,7 +260,7 @@ async def test_a_killed_server_comes_back_with_every_session(
         await off_loop(docker_limiter, partial(remove_session_container, docker_client, gone_sid))
 
         async with (
-            server(data, models.base_url, tmp_path / "two.log") as (_process, url),
+            server(data, models, tmp_path / "two.log") as (_process, url),
             httpx.AsyncClient(base_url=url, timeout=60) as client,
         ):
             if True:
@@ -289,7 +311,7 @@ async def test_a_killed_server_comes_back_with_every_session(
                 # each agent resumed its conversation: its second request carries the first
                 for sid in sessions:
                     second = models.main_requests(keys[sid])[1]
-                    assert "First answer." in json.dumps(second.messages)
+                    assert "First answer." in json.dumps(second.body)
                 # what the old server left running was ended, the gates' agents included
                 for sid in at_gate:
                     found = await off_loop(docker_limiter, partial(agents_in, docker_client, sid))
