@@ -29,6 +29,9 @@ class Purpose(enum.Enum):
     ROOM = "room"
     GLOBAL_HOOK = "global-hook"
     ADMIN = "admin"  # the server's operator: sandbox routes
+    # the git credential helper inside a session's sandbox: ``/github-token`` only (the
+    # agent must not hold its session's token: it would answer its own gates)
+    GIT = "git"
 
 
 class TokenSigner:

@@ -51,7 +51,7 @@ PATH = 4_096  # a file path in a sandbox
 Schema = dict[str, Any]
 RouteClass = Literal["create", "default"]
 #: the security schemes of :mod:`.openapi`: each route lists the ones it needs, all of them
-Auth = Literal["session", "hook", "room", "globalHook", "admin"]
+Auth = Literal["session", "hook", "room", "globalHook", "admin", "git"]
 Content = Literal["json", "sse", "text", "html", "static"]
 
 _NOT_BLANK = r"\S"  # "required" strings: something other than white space
@@ -370,7 +370,7 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "/api/github/repos/<owner>/<repo>/branches", "github_branches",
        "A repository's branches", tag="github", responses={403: "Production mode"}),
     _r("POST", f"{S}/github-token", "github_token",
-       "A GitHub token scoped to the session's repository", auth=SESSION, tag="github",
+       "A GitHub token scoped to the session's repository", auth=("git",), tag="github",
        responses={404: "No repository or no GitHub App", 409: "The session ended",
                   429: "Too many tokens"}),
     _r("POST", "/api/sessions/resume", "resume_session",

@@ -5,7 +5,9 @@
   async REST calls (no ``gh`` CLI on the server); no header: empty lists; GitHub's
   refusal of the token: 401.
 - ``POST /api/sessions/{id}/github-token`` (§3.2 row 12, the credential helper's
-  call): the session token; ``{token, expires_at}`` for a token scoped to **that
+  call): the session's git token (what the helper in the sandbox holds, the
+  reference's held the session token; no other route takes it, so the agent cannot act
+  as its session's owner); ``{token, expires_at}`` for a token scoped to **that
   session's repository** with ``contents: write`` (the reference's covered the whole
   installation, §17.9); 404 when the session has no repository or no GitHub App is
   configured, 409 once the session has ended. A token with more than ten minutes
@@ -177,8 +179,8 @@ def add_github_routes(
 
     @app.post("/api/sessions/<session_id>/github-token")
     async def github_token(session_id: str) -> Response:
-        if not orch.signer.check(Purpose.SESSION, session_id, _bearer()):
-            return _error("Invalid or missing session token", 401)
+        if not orch.signer.check(Purpose.GIT, session_id, _bearer()):
+            return _error("Invalid or missing git token", 401)
         info = await orch.session_info(session_id)
         if info is None:
             return _error("Session not found", 404)

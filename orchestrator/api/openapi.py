@@ -43,6 +43,12 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "The operator's token (the `admin-token` file of the data dir)"
         + _TOKEN_NOTE,
     },
+    "git": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The session's git token: what the git credential helper in its "
+        "sandbox holds; good for the session's GitHub tokens only" + _TOKEN_NOTE,
+    },
 }
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -2,7 +2,8 @@
 
 When git inside a sandbox needs a password for the configured GitHub host, it runs
 the helper, which asks the orchestrator for a fresh token
-(``POST /api/sessions/{id}/github-token`` with the session token) and answers in git's
+(``POST /api/sessions/{id}/github-token`` with the session's git token, which no other
+route takes) and answers in git's
 credential protocol::
 
     protocol=https
@@ -19,7 +20,7 @@ Everything is put in place without a shell: the helper (a small Python script, a
 file, mode 600: orchestrator URL, session id and token, host) are written with
 ``sandbox.write_file``; git is configured with argument-list ``git config`` calls. The
 helper reads its settings as JSON (the reference *sourced* an env file, §17.6), does
-not follow redirects and ignores proxies (the session token goes to the orchestrator
+not follow redirects and ignores proxies (the git token goes to the orchestrator
 only), answers for the configured host only and stays silent for any other (git then
 asks its next helper), and does nothing on ``store``/``erase``.
 """
@@ -67,7 +68,7 @@ CONFIG = os.path.join(os.path.dirname(os.path.realpath(__file__)), "git-credenti
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
-        return None  # the session token goes to the orchestrator only
+        return None  # the git token goes to the orchestrator only
 
 
 def fail(message):
@@ -148,23 +149,25 @@ async def install_credential_helper(
     *,
     orchestrator_url: str,
     session_id: str,
-    session_token: str,
+    git_token: str,
     github: GitHubSettings,
 ) -> str:
     """Install the helper in ``sandbox`` for ``github.web_url``; its path. Idempotent
-    (a second call replaces the settings and keeps one helper entry)."""
+    (a second call replaces the settings and keeps one helper entry). ``git_token``
+    is the session's :attr:`~orchestrator.tokens.Purpose.GIT` token: never its session
+    token, which would let the agent answer its own gates."""
     url = check_base_url(orchestrator_url, "the orchestrator URL", any_http=True)
     if not _SESSION_ID.fullmatch(session_id):
         raise CredentialHelperError(f"not a session id: {session_id!r}")
-    if not _TOKEN.fullmatch(session_token):
-        raise CredentialHelperError("not a session token")
+    if not _TOKEN.fullmatch(git_token):
+        raise CredentialHelperError("not a token")
     home = await sandbox_home(sandbox)
     directory = f"{home}/{HELPER_DIR}"
     helper = f"{directory}/{HELPER_FILE}"
     settings = {
         "url": url,
         "sessionId": session_id,
-        "token": session_token,
+        "token": git_token,
         "protocol": github.web_scheme,
         "host": github.web_host,
     }

@@ -275,7 +275,7 @@ async def resume_from_repository(
                 sandbox,
                 orchestrator_url=orchestrator_url,
                 session_id=sandbox.session_id,
-                session_token=orch.signer.token(Purpose.SESSION, sandbox.session_id),
+                git_token=orch.signer.token(Purpose.GIT, sandbox.session_id),
                 github=github,
             )
 

@@ -1,7 +1,8 @@
 """Every route of the app (from its url_map: a new route fails here until it is
 classified) called with no token, the target session's own token, another session's
 token, the target's hook token, the target room's token, another room's token, the
-global hook secret, a wrong admin token and the admin token; each in the headers
+global hook secret, a wrong admin token, the admin token and the target's git token (what
+its sandbox's credential helper holds); each in the headers
 (``Authorization: Bearer`` and ``X-Room-Token`` at once) and as ``?token=``. A
 credential is accepted (neither 401 nor 403) exactly where it belongs, refused (401 or
 403) everywhere else; refusals change nothing."""
@@ -33,6 +34,7 @@ VARIANTS = (
     "global_hook",
     "wrong_admin",
     "admin",
+    "git",
 )
 ALL = frozenset(VARIANTS)
 
@@ -51,7 +53,7 @@ CLASSES: dict[str, frozenset[str]] = {
     "github_repos": PUBLIC,
     "github_branches": PUBLIC,
     "resume_session": PUBLIC,
-    "github_token": frozenset({"session"}),
+    "github_token": frozenset({"git"}),  # the credential helper in the sandbox
     "create_room": PUBLIC,
     "create_app_room": PUBLIC,
     "join_room": PUBLIC,  # the invite code is the credential
@@ -104,6 +106,7 @@ DOCUMENTED: dict[str, list[dict[str, list[str]]]] = {
     "global_hook": [{"globalHook": []}],
     "admin": [{"admin": []}],
     "room": [{"room": []}],
+    "git": [{"git": []}],
 }
 # Accepted calls that end or change their target: made last, in this order.
 DESTRUCTIVE = ("interrupt", "cancel", "delete_session", "close_room", "revoke_room")
@@ -132,6 +135,7 @@ def tokens(api: Api, target: Target, other_session: str, other_room_token: str) 
         "global_hook": signer.token(Purpose.GLOBAL_HOOK),
         "wrong_admin": secrets.token_hex(32),
         "admin": signer.token(Purpose.ADMIN),
+        "git": signer.token(Purpose.GIT, target.session),
     }
 
 

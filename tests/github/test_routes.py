@@ -6,6 +6,7 @@ attempts refused with nothing run."""
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from orchestrator.github.credentials import CONFIG_FILE, install_credential_help
 from orchestrator.github.fake import FakeGitHub
 from orchestrator.github.repo import RepoRef, record_repository
 from orchestrator.sandboxes.base import Sandbox
+from orchestrator.tokens import Purpose
 
 from .support import FEATURE, MALLORY, OCTOCAT, README, SECRET, github_api, wait_until_idle
 
@@ -146,22 +148,26 @@ async def test_the_token_route_gives_the_sessions_repository_only(
     async with github_api(tmp_path, github, clock=lambda: clock[0]) as api:
         session = await api.orch.create_session("hello", freeform=True)
         other = await api.orch.create_session("other", freeform=True)
+        git = api.orch.signer.token(Purpose.GIT, session.id)
+        other_git = api.orch.signer.token(Purpose.GIT, other.id)
         url = f"/api/sessions/{session.id}/github-token"
         assert (await api.client.post(url)).status_code == 401
-        assert (await api.client.post(url, headers=api.bearer(other.token))).status_code == 401
+        assert (await api.client.post(url, headers=api.bearer(other_git))).status_code == 401
+        # the session token is not a git token (and the git token is good for nothing else)
+        assert (await api.client.post(url, headers=api.bearer(session.token))).status_code == 401
         assert (await api.client.post(url, params={"token": "0" * 64})).status_code == 401
         unknown = "00000000-0000-4000-8000-000000000000"
         missing = await api.client.post(
             f"/api/sessions/{unknown}/github-token",
-            headers=api.bearer(api.orch.session(unknown).token),
+            headers=api.bearer(api.orch.signer.token(Purpose.GIT, unknown)),
         )
         assert missing.status_code == 404
-        no_repo = await api.client.post(url, headers=api.bearer(session.token))
+        no_repo = await api.client.post(url, headers=api.bearer(git))
         assert no_repo.status_code == 404
         assert no_repo.json() == {"error": "This session has no GitHub repository"}
 
         await record_repository(api.orch, session.id, RepoRef("octo-org", "secret", fake.web_url))
-        given = await api.client.post(url, headers=api.bearer(session.token))
+        given = await api.client.post(url, headers=api.bearer(git))
         assert given.status_code == 200
         body = given.json()
         [issued] = fake.issued
@@ -169,16 +175,16 @@ async def test_the_token_route_gives_the_sessions_repository_only(
         assert issued.repositories == ("secret",)
         assert issued.permissions == {"contents": "write", "metadata": "read"}
         # a token with time left is handed out again
-        again = await api.client.post(url, params={"token": session.token})
+        again = await api.client.post(url, params={"token": git})
         assert again.json()["token"] == issued.token
         assert len(fake.issued) == 1
         # near its expiry a new one is made: ten an hour
         clock[0] += 3500
         for _ in range(9):
-            fresh = await api.client.post(url, headers=api.bearer(session.token))
+            fresh = await api.client.post(url, headers=api.bearer(git))
             assert fresh.status_code == 200
         assert len(fake.issued) == 10
-        limited = await api.client.post(url, headers=api.bearer(session.token))
+        limited = await api.client.post(url, headers=api.bearer(git))
         assert limited.status_code == 429
         assert limited.json() == {"error": "Too many token requests"}
         assert {t.repositories for t in fake.issued} == {("secret",)}
@@ -186,7 +192,7 @@ async def test_the_token_route_gives_the_sessions_repository_only(
         # where the app is not installed
         await record_repository(api.orch, other.id, RepoRef("octocat", "personal", fake.web_url))
         elsewhere = await api.client.post(
-            f"/api/sessions/{other.id}/github-token", headers=api.bearer(other.token)
+            f"/api/sessions/{other.id}/github-token", headers=api.bearer(other_git)
         )
         assert elsewhere.status_code == 404
         # an ended session gets none
@@ -195,7 +201,7 @@ async def test_the_token_route_gives_the_sessions_repository_only(
             while not (await api.orch.session_info(other.id) or {}).get("ended"):  # noqa: ASYNC110
                 await trio.sleep(0.05)
         ended = await api.client.post(
-            f"/api/sessions/{other.id}/github-token", headers=api.bearer(other.token)
+            f"/api/sessions/{other.id}/github-token", headers=api.bearer(other_git)
         )
         assert ended.status_code == 409
 
@@ -206,7 +212,8 @@ async def test_no_token_without_a_github_app(fake: FakeGitHub, tmp_path: Path) -
         session = await api.orch.create_session("hello", freeform=True)
         await record_repository(api.orch, session.id, RepoRef("octo-org", "secret", fake.web_url))
         response = await api.client.post(
-            f"/api/sessions/{session.id}/github-token", headers=api.bearer(session.token)
+            f"/api/sessions/{session.id}/github-token",
+            headers=api.bearer(api.orch.signer.token(Purpose.GIT, session.id)),
         )
         assert response.status_code == 404
         assert response.json() == {"error": "No GitHub App is configured"}
@@ -229,7 +236,7 @@ async def test_the_credential_helper_in_a_local_sandbox_gets_a_token_for_its_rep
             sandbox,
             orchestrator_url=api.url,
             session_id=session.id,
-            session_token=session.token,
+            git_token=api.orch.signer.token(Purpose.GIT, session.id),
             github=github,
         )
         home = await sandbox_home(sandbox)
@@ -237,6 +244,24 @@ async def test_the_credential_helper_in_a_local_sandbox_gets_a_token_for_its_rep
         assert stat.S_IMODE((await trio.Path(helper).stat()).st_mode) == 0o755
         settings = trio.Path(helper).parent / CONFIG_FILE
         assert stat.S_IMODE((await settings.stat()).st_mode) == 0o600
+        # what the sandbox holds gets tokens and nothing else: the agent cannot answer
+        # its own gates, read its session or end it
+        held = api.bearer(json.loads(await settings.read_text())["token"])
+        assert held != api.bearer(session.token)
+        for method, path, body in (
+            ("GET", "", None),
+            (
+                "POST",
+                "/respond",
+                {"gate": "tool_permission", "toolUseId": "t", "decision": "allow"},
+            ),
+            ("POST", "/iterate", {"request": "hi"}),
+            ("DELETE", "", None),
+        ):
+            response = await api.client.request(
+                method, f"/api/sessions/{session.id}{path}", json=body, headers=held
+            )
+            assert response.status_code == 401, (path, response.text)
 
         # git asks it, through the configuration it was given
         asked = f"protocol=http\nhost={github.web_host}\npath=octo-org/secret.git\n\n".encode()
