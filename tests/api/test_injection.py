@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,21 +27,27 @@ from .support import running_api, wait_until_idle
 
 
 def payloads(markers: Path) -> list[str]:
-    def m(i: int) -> str:
-        return str(markers / f"pwned-{i}")
+    """Each shell form twice: with a marker under ``markers`` (seen if a shell on the
+    host ran it) and with a relative one (seen if it ran in a sandbox, whose root is
+    read-only and whose /tmp is its own: it lands in the sandbox's working directory)."""
+
+    def forms(m: str) -> list[str]:
+        return [
+            f"$(touch {m}1)",
+            f"`touch {m}2`",
+            f"x; touch {m}3",
+            f"x && touch {m}4 || touch {m}5",
+            f"x | tee {m}6",
+            f"x\ntouch {m}7\n",
+            f"'; touch {m}8; echo '",
+            f'"; touch {m}9; echo "',
+            f"${{IFS}}touch${{IFS}}{m}10",
+            f"CLAUDEMD_EOF\ntouch {m}11\nCLAUDEMD_EOF",
+        ]
 
     return [
-        f"$(touch {m(1)})",
-        f"`touch {m(2)}`",
-        f"x; touch {m(3)}",
-        f"x && touch {m(4)} || touch {m(5)}",
-        f"x | tee {m(6)}",
-        f"x\ntouch {m(7)}\n",
-        f"'; touch {m(8)}; echo '",
-        f'"; touch {m(9)}; echo "',
-        f"${{IFS}}touch${{IFS}}{m(10)}",
-        f"CLAUDEMD_EOF\ntouch {m(11)}\nCLAUDEMD_EOF",
-        "$(touch pwned-relative)",
+        *forms(str(markers / "pwned-")),
+        *forms("pwned-relative-"),
         "../../../../etc/passwd",
         "..\\..\\..\\windows\\system32",
         "a\x00b",
@@ -138,7 +145,8 @@ async def test_payloads_through_every_text_field(tmp_path: Path) -> None:
 
         # Now sessions that run: their sandboxes are made and written from these fields
         # (the project's CLAUDE.md, the room's skill files, the agent's environment).
-        shell = texts[:11]
+        absolute, relative = texts[:10], texts[10:20]
+        shell = [text for pair in zip(absolute, relative, strict=True) for text in pair]
         freeform = await client.post(
             "/api/sessions", json={"description": "\n".join(shell), "freeform": True}
         )
@@ -184,6 +192,11 @@ async def test_payloads_through_every_text_field(tmp_path: Path) -> None:
         skill = await sandbox.read_file(f"{sandbox.workdir}/.claude/skills/role/SKILL.md")
         assert "\n".join(shell).encode() in skill
         no_marker(markers, api.root)
+        # and the check would see what a shell in a sandbox had left
+        control = await sandbox.exec(["touch", "pwned-relative-control"], cwd=sandbox.workdir)
+        assert control.ok, control.stderr
+        with pytest.raises(AssertionError, match="a payload ran"):
+            no_marker(markers, api.root)
 
 
 async def test_traversal_in_file_content_is_refused(tmp_path: Path) -> None:
