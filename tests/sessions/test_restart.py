@@ -2,8 +2,8 @@
 containers, then a start on the same data directory: no acknowledged event is lost,
 every container is re-attached to its session (none orphaned), each agent resumes its
 conversation (Claude's session id, a Codex one its thread id) with the next message,
-one whose container was removed meanwhile is marked ended, a session waiting at its
-setup choice waits again, and the room routes the next message between its agents. Two
+one whose container was removed meanwhile is marked ended, a container left for a
+session that had ended is removed, a session waiting at its setup choice waits again, and the room routes the next message between its agents. Two
 more are killed in the middle of a turn, one at a tool approval and one at a question:
 the turn ends failed (the agent process that asked is gone), the gates are issued again,
 and once a person answers, the resumed agent is given the answer: the approved call
@@ -34,7 +34,7 @@ from orchestrator.models import (
     Turn,
     open_model_server,
 )
-from orchestrator.sandboxes._common import LABEL_SESSION
+from orchestrator.sandboxes._common import LABEL_SERVER, LABEL_SESSION
 
 from ..docker_support import off_loop
 from ..sandboxes.conftest import docker_leftovers, remove_docker_leftovers
@@ -50,6 +50,11 @@ SESSIONS = 20
 def remove_session_container(client: docker.DockerClient, session_id: str) -> None:
     [found] = client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
     found.remove(force=True)
+
+
+def image_of(client: docker.DockerClient, session_id: str) -> str:
+    [found] = client.containers.list(filters={"label": f"{LABEL_SESSION}={session_id}"})
+    return str(found.attrs["Config"]["Image"])
 
 
 def agents_in(client: docker.DockerClient, session_id: str) -> list[str]:
@@ -235,18 +240,44 @@ async def test_a_killed_server_comes_back_with_every_session(
                         "session_end",
                     )
                 asked: dict[str, dict[str, Any]] = {}
+                gated: dict[str, list[tuple[str, str]]] = {}  # what they had acknowledged
                 for sid, (token, shown) in at_gate.items():
                     # at its gate (a question is in the stream before its gate opens, a
                     # tool approval's announcement just after it)
                     path = f"/api/sessions/{sid}/events"
                     await sse_events(client, path, token, "gate_opened")
-                    asked[sid] = (await sse_events(client, path, token, shown))[-1][1]
+                    events = await sse_events(client, path, token, shown)
+                    asked[sid] = events[-1][1]
+                    gated[sid] = [(i, e["type"]) for i, e in events]
                     assert (await status_of(client, sid, token))["status"] == "running"
+                # one more has ended (cancelled): its container is gone with it
+                ended_sid = next(sid for sid in sessions if sid != next(iter(sessions)))
+                ended_token = sessions.pop(ended_sid)
+                response = await client.post(
+                    f"/api/sessions/{ended_sid}/cancel",
+                    headers={"Authorization": f"Bearer {ended_token}"},
+                )
+                assert response.status_code == 200, response.text
+                await until_status(client, ended_sid, ended_token, "cancelled")
             process.kill()  # kill -9: nothing is cleaned up
             await process.wait()
         server_id = (data / "server-id").read_text().strip()
         left = await off_loop(docker_limiter, partial(docker_leftovers, docker_client, server_id))
-        assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate) + 3
+        assert len([x for x in left if x.startswith("container")]) == SESSIONS + len(at_gate) + 2
+        # as if the kill had come between the session's end and its container's removal
+        image = await off_loop(
+            docker_limiter, partial(image_of, docker_client, next(iter(sessions)))
+        )
+        await off_loop(
+            docker_limiter,
+            partial(
+                docker_client.containers.run,
+                image,
+                ["sleep", "3600"],
+                labels={LABEL_SERVER: server_id, LABEL_SESSION: ended_sid},
+                detach=True,
+            ),
+        )
         # the agent killed at a tool approval went on alone, and waits on the model
         with trio.fail_after(60):
             while models.turns_taken("agent-tool") < 2:  # noqa: ASYNC110
@@ -264,6 +295,24 @@ async def test_a_killed_server_comes_back_with_every_session(
             httpx.AsyncClient(base_url=url, timeout=60) as client,
         ):
             if True:
+                # the container of the session that had ended is removed; the session
+                # stays as it was
+                remaining = await off_loop(
+                    docker_limiter,
+                    partial(
+                        docker_client.containers.list,
+                        all=True,
+                        filters={"label": f"{LABEL_SESSION}={ended_sid}"},
+                    ),
+                )
+                assert remaining == []
+                info = await status_of(client, ended_sid, ended_token)
+                assert (info["status"], info["ended"]) == ("cancelled", True)
+                # the sessions killed at a gate lost nothing they had acknowledged
+                for sid, (token, shown) in at_gate.items():
+                    path = f"/api/sessions/{sid}/events"
+                    replay = await sse_events(client, path, token, shown)
+                    assert [(i, e["type"]) for i, e in replay] == gated[sid]
                 # the session whose sandbox is gone is marked ended, saying why
                 info = await status_of(client, gone_sid, gone_token)
                 assert (info["status"], info["ended"]) == ("error", True)
