@@ -59,6 +59,8 @@ def test_load_bench_prints_its_figures(agent: str) -> None:
         "tasks_steady_max",
     ):
         float(figures[key])  # a number, whatever it says
+    assert figures["rss_flat_ok"] in ("0", "1")
+    assert figures["cache_mb"] == "4"  # full before the warm-up ends
     assert (figures["sessions"], figures["readers"], figures["agent"]) == ("5", "20", agent)
     # every session answered its last turn, every reader saw exactly the stored events
     assert (figures["sessions_answered"], figures["readers_exact"]) == ("5", "20")
