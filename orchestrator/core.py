@@ -18,7 +18,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, aclosing
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -104,6 +104,9 @@ INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 JSON = "application/json"
 AGENTS = ("claude", "codex")
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+NewRepository = Callable[[Sandbox, str, Mapping[str, Any]], Awaitable[str | None]]
 
 
 class OrchestratorError(Exception):
@@ -321,6 +324,11 @@ class Orchestrator:
         self._keys = KeyStore(self.settings.data_dir / "keys")
         self._gates: GateRegistry | None = None
         self._server_id: str | None = None
+        #: Makes a new project's repository once its sandbox is set up, given the
+        #: sandbox, the project's name and the setup choice; says what it did (the
+        #: GitHub routes set it when a GitHub App is configured). Looked up when it
+        #: runs, so that sessions restored before it was set use it too.
+        self.new_repository: NewRepository | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -682,7 +690,16 @@ class Orchestrator:
             agent_name=runtime.get("agentName"),
             agent=str(runtime.get("agent", "claude")),
             openai_base_url=settings.openai_base_url or OPENAI_BASE_URL,
+            after_setup=None if freeform else self._after_setup,
         )
+
+    async def _after_setup(
+        self, sandbox: Sandbox, project: str, choice: Mapping[str, Any]
+    ) -> str | None:
+        new_repository = self.new_repository
+        if new_repository is None:
+            return None
+        return await new_repository(sandbox, project, choice)
 
     async def _spawn_session(self, config: SessionConfig, reattach: Sandbox | None = None) -> None:
         assert self._system is not None

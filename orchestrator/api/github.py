@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from quart import Quart, Response, request
 
@@ -45,7 +46,7 @@ from ..github.app import (
     valid_repo_name,
 )
 from ..github.listing import list_accounts, list_branches, list_repos
-from ..github.repo import InvalidRepository, resume_from_repository
+from ..github.repo import InvalidRepository, create_session_repository, resume_from_repository
 from ..tokens import Purpose
 from . import _schemas
 from ._http import ValidationFailed, _bearer, _body, _error, _json
@@ -81,6 +82,8 @@ def add_github_routes(
     ``clock``: the token cache's and rate limit's (for tests)."""
     settings = github if github is not None else GitHubSettings.from_env(os.environ)
     github_app = GitHubApp(settings) if settings.app_configured else None
+    if github_app is not None:  # new projects get their repository
+        orch.new_repository = partial(create_session_repository, orch, settings)
     minted: dict[str, deque[float]] = {}  # session id -> when its tokens were made
     cached: dict[tuple[str, str], InstallationToken] = {}  # (session, repo) -> token
 

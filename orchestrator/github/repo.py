@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidRepository",
     "RepoRef",
     "clone_repository",
+    "create_session_repository",
     "git_auth_env",
     "init_repository",
     "parse_repo_url",
@@ -223,6 +225,48 @@ async def record_repository(
     if branch is not None:
         git["branch"] = branch
     await orch.registry.ask(UpdateSession(session_id, {"githubRepo": ref.full_name, "git": git}))
+
+
+async def create_session_repository(
+    orch: Orchestrator,
+    github: GitHubSettings,
+    sandbox: Sandbox,
+    project: str,
+    choice: Mapping[str, Any],
+) -> str | None:
+    """A new project's repository (reference 8.1 step 3), made by the GitHub App once
+    the project is set up: ``repoAccount/repoName`` of the setup choice (with its
+    ``repoVisibility``, private by default), else ``<ORCHESTRATOR_GITHUB_ORG>/<project>``
+    (private); none when neither names an owner. The project becomes a git repository
+    with ``origin`` there (argument-list git, the URL rebuilt from owner and name), the
+    credential helper is installed when the orchestrator's URL is known (so that the
+    agent can push there, and only there), and the session's record names it. What it
+    did, for the session's log; a GitHubError (a name taken, an owner the app is not
+    installed on) or a git failure raises."""
+    if not github.app_configured:
+        return None
+    owner, name = choice.get("repoAccount"), choice.get("repoName")
+    if not (isinstance(owner, str) and isinstance(name, str)):
+        owner, name = github.org, project
+    if owner is None:
+        return None
+    if not valid_owner(owner) or not valid_repo_name(name):
+        raise InvalidRepository(f"not a repository to create: {owner!r}/{name!r}")
+    private = choice.get("repoVisibility") != "public"
+    made = await GitHubApp(github).create_repository(owner, name, private=private)
+    ref = RepoRef(made.owner, made.name, github.web_url)
+    await init_repository(sandbox, ref.clone_url)
+    if github.orchestrator_url is not None:
+        await install_credential_helper(
+            sandbox,
+            orchestrator_url=github.orchestrator_url,
+            session_id=sandbox.session_id,
+            git_token=orch.signer.token(Purpose.GIT, sandbox.session_id),
+            github=github,
+        )
+    await record_repository(orch, sandbox.session_id, ref, branch="main")
+    shown = "private" if made.private else "public"
+    return f"GitHub repository created: {ref.html_url} ({shown})"
 
 
 def _project_name(ref: RepoRef) -> str:

@@ -179,6 +179,10 @@ class SessionConfig:
     # (a repository cloned into it); an exception fails the session. Not restored
     # after a restart (a re-attached sandbox was prepared already).
     prepare: Callable[[Sandbox], Awaitable[None]] | None = None
+    # Run once a non-freeform project is set up, with its setup choice (its GitHub
+    # repository made); what it did goes into the log. A failure is logged and the
+    # session goes on (reference 8.1 step 3).
+    after_setup: Callable[[Sandbox, str, Mapping[str, Any]], Awaitable[str | None]] | None = None
     # Held: the first turn waits for Release (a turn-taking room schedules every turn).
     hold: bool = False
     # Which agent CLI: Claude Code, or Codex (its Responses endpoint and key).
@@ -745,9 +749,10 @@ class SessionActor(Actor):
             return
         runtime = self.provider.runtime
         infra_env: dict[str, str] = {}
+        choice: dict[str, Any] = {}
         if config.ask_infra and not config.freeform and self.gates is not None:
-            choice = await self._setup_choice()
-            if choice is None:
+            choice = await self._setup_choice() or {}
+            if not choice:
                 await self._report(
                     _Emit(
                         ev.Log(level="system", message="No setup choice: nothing was provisioned"),
@@ -793,6 +798,8 @@ class SessionActor(Actor):
         if not config.freeform:
             await workspace.prepare(sandbox, config.project_name, config.description)
             await self._report(_Emit(ev.Log(level="system", message="Project ready"), "server"))
+            if config.after_setup is not None:
+                await self._after_setup(config.after_setup, sandbox, choice)
         await workspace.write_files(sandbox, config.files)
         if config.prepare is not None:
             await config.prepare(sandbox)
@@ -805,6 +812,24 @@ class SessionActor(Actor):
         else:
             prompt = self._first_prompt()
         await self._drive(sandbox, prompt, prompts)
+
+    async def _after_setup(
+        self,
+        after_setup: Callable[[Sandbox, str, Mapping[str, Any]], Awaitable[str | None]],
+        sandbox: Sandbox,
+        choice: Mapping[str, Any],
+    ) -> None:
+        try:
+            said = await after_setup(sandbox, self.config.project_name, choice)
+        except (ActorStopped, trio.Cancelled):
+            raise
+        except Exception as exc:
+            logger.warning("session %s: after setup: %r", self.config.session_id, exc)
+            failed = ev.Log(level="error", message=f"Project setup failed: {exc}")
+            await self._report(_Emit(failed, "server"))
+            return
+        if said:
+            await self._report(_Emit(ev.Log(level="system", message=said), "server"))
 
     async def _drive(
         self, sandbox: Sandbox, prompt: str, prompts: trio.MemoryReceiveChannel[str]

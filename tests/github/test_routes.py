@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import stat
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from orchestrator.github.app import GitHubSettings
 from orchestrator.github.credentials import CONFIG_FILE, install_credential_helper, sandbox_home
 from orchestrator.github.fake import FakeGitHub
-from orchestrator.github.repo import RepoRef, record_repository
+from orchestrator.github.repo import RepoRef, create_session_repository, record_repository
 from orchestrator.sandboxes.base import Sandbox
 from orchestrator.tokens import Purpose
 
@@ -463,3 +465,72 @@ async def test_resume_refuses_injection_attempts_and_runs_nothing(
     assert victim.is_dir()
     assert not any("info/refs" in r or "upload-pack" in r for r in fake.requests)
     assert fake.issued == []
+
+
+# -- a new project's repository ---------------------------------------------------------
+
+
+async def test_a_new_project_gets_its_repository_and_pushes_to_it(
+    fake: FakeGitHub, github: GitHubSettings, tmp_path: Path
+) -> None:
+    """Reference 8.1 step 3: after the setup choice the GitHub App makes the repository
+    it names, the project becomes a git repository with origin there, and the agent
+    can push to it through the credential helper; a name already taken is a clear
+    error in the log and the session goes on."""
+    async with github_api(tmp_path, github) as api:
+        public = attrs.evolve(github, orchestrator_url=api.url)  # the sandbox's way back
+        api.orch.new_repository = partial(create_session_repository, api.orch, public)
+
+        async def new_project(name: str) -> str:
+            made = (await api.client.post("/api/sessions", json={"description": "an app"})).json()
+            answer = {
+                "gate": "infra_config",
+                "mode": "local",
+                "repoAccount": "octo-org",
+                "repoName": name,
+                "repoVisibility": "private",
+            }
+            response = await api.client.post(
+                f"/api/sessions/{made['sessionId']}/respond",
+                json=answer,
+                headers=api.bearer(made["sessionToken"]),
+            )
+            assert response.status_code == 200, response.text
+            assert await wait_until_idle(api.orch, made["sessionId"]) == "complete"
+            return str(made["sessionId"])
+
+        sid = await new_project("new-app")
+        info = await api.orch.session_info(sid)
+        assert info is not None
+        assert info["githubRepo"] == "octo-org/new-app"
+        assert info["git"]["remoteUrl"] == f"{fake.web_url}/octo-org/new-app"
+        assert fake.repos["octo-org/new-app"].private
+        logs = [i.raw async for i in api.orch.session(sid).events(follow=False)]
+        created = f"GitHub repository created: {fake.web_url}/octo-org/new-app (private)"
+        assert created in [e.get("message") for e in logs]
+        sandbox = await api.orch.sandbox_of(sid)
+        assert sandbox is not None
+        work = sandbox.workdir
+        origin = await _git(sandbox, "-C", work, "remote", "get-url", "origin")
+        assert origin.stdout.decode().strip() == f"{fake.web_url}/octo-org/new-app.git"
+        # the project goes up through the helper, with a token for that repository only
+        identity = ("-c", "user.name=agent", "-c", "user.email=agent@example.com")
+        assert (await _git(sandbox, "-C", work, "add", "-A")).ok
+        commit = await _git(sandbox, "-C", work, *identity, "commit", "-q", "-m", "first")
+        assert commit.ok, commit.stderr
+        push = await _git(sandbox, "-C", work, "push", "origin", "main")
+        assert push.ok, push.stderr
+        assert "CLAUDE.md" in await fake.files_of("octo-org", "new-app")
+        # (besides the app's own, on the server, that made the repository)
+        scoped = {t.repositories for t in fake.issued if t.repositories is not None}
+        assert scoped == {("new-app",)}
+
+        # a name already taken: said in the log, and the session goes on without one
+        taken = await new_project("hello")
+        logs = [i.raw async for i in api.orch.session(taken).events(follow=False)]
+        failed = [e["message"] for e in logs if e.get("level") == "error"]
+        assert len(failed) == 1, failed
+        assert failed[0].startswith("Project setup failed:"), failed
+        info = await api.orch.session_info(taken)
+        assert info is not None
+        assert "githubRepo" not in info
