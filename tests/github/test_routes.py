@@ -225,6 +225,16 @@ async def _git(sandbox: Sandbox, *args: str, stdin: bytes | None = None) -> Any:
     return await sandbox.exec(["git", *args], env=GIT_ENV, stdin=stdin, timeout=120)
 
 
+async def commit_and_push(sandbox: Sandbox, work: str, what: str) -> None:
+    """``git add what``, a commit and ``git push origin main`` in ``work``."""
+    identity = ("-c", "user.name=agent", "-c", "user.email=agent@example.com")
+    assert (await _git(sandbox, "-C", work, "add", what)).ok
+    commit = await _git(sandbox, "-C", work, *identity, "commit", "-q", "-m", "pushed")
+    assert commit.ok, commit.stderr
+    push = await _git(sandbox, "-C", work, "push", "origin", "main")
+    assert push.ok, push.stderr
+
+
 async def test_the_credential_helper_in_a_local_sandbox_gets_a_token_for_its_repository(
     fake: FakeGitHub, github: GitHubSettings, tmp_path: Path
 ) -> None:
@@ -300,12 +310,7 @@ async def test_the_credential_helper_in_a_local_sandbox_gets_a_token_for_its_rep
         assert clone.ok, clone.stderr
         assert await sandbox.read_file(f"{work}/SECRET.md") == SECRET
         await sandbox.write_file(f"{work}/PUSHED.md", b"pushed\n")
-        identity = ("-c", "user.name=agent", "-c", "user.email=agent@example.com")
-        assert (await _git(sandbox, "-C", work, "add", "PUSHED.md")).ok
-        commit = await _git(sandbox, "-C", work, *identity, "commit", "-q", "-m", "pushed")
-        assert commit.ok, commit.stderr
-        push = await _git(sandbox, "-C", work, "push", "origin", "main")
-        assert push.ok, push.stderr
+        await commit_and_push(sandbox, work, "PUSHED.md")
         assert (await fake.files_of("octo-org", "secret"))["PUSHED.md"] == b"pushed\n"
         other = f"{fake.web_url}/octo-org/other.git"
         refused = await _git(sandbox, "-C", work, "push", other, "main:refs/heads/main")
@@ -514,12 +519,7 @@ async def test_a_new_project_gets_its_repository_and_pushes_to_it(
         origin = await _git(sandbox, "-C", work, "remote", "get-url", "origin")
         assert origin.stdout.decode().strip() == f"{fake.web_url}/octo-org/new-app.git"
         # the project goes up through the helper, with a token for that repository only
-        identity = ("-c", "user.name=agent", "-c", "user.email=agent@example.com")
-        assert (await _git(sandbox, "-C", work, "add", "-A")).ok
-        commit = await _git(sandbox, "-C", work, *identity, "commit", "-q", "-m", "first")
-        assert commit.ok, commit.stderr
-        push = await _git(sandbox, "-C", work, "push", "origin", "main")
-        assert push.ok, push.stderr
+        await commit_and_push(sandbox, work, "-A")
         assert "CLAUDE.md" in await fake.files_of("octo-org", "new-app")
         # (besides the app's own, on the server, that made the repository)
         scoped = {t.repositories for t in fake.issued if t.repositories is not None}

@@ -3,11 +3,12 @@ containers, then a start on the same data directory: no acknowledged event is lo
 every container is re-attached to its session (none orphaned), each agent resumes its
 conversation (Claude's session id, a Codex one its thread id) with the next message,
 one whose container was removed meanwhile is marked ended, a container left for a
-session that had ended is removed, a session waiting at its setup choice waits again, and the room routes the next message between its agents. Two
-more are killed in the middle of a turn, one at a tool approval and one at a question:
-the turn ends failed (the agent process that asked is gone), the gates are issued again,
-and once a person answers, the resumed agent is given the answer: the approved call
-runs without asking again, the answers reach the model."""
+session that had ended is removed, a session waiting at its setup choice waits again,
+and the room routes the next message between its agents. Two more are killed in the
+middle of a turn, one at a tool approval and one at a question: the turn ends failed
+(the agent process that asked is gone), the gates are issued again, and once a person
+answers, the resumed agent is given the answer: the approved call runs without asking
+again, the answers reach the model."""
 
 from __future__ import annotations
 
