@@ -20,6 +20,7 @@
 | electric_dashboard_url | ``ELECTRIC_DASHBOARD_URL`` | the Electric Cloud dashboard |
 | max_sessions | ``ORCHESTRATOR_MAX_SESSIONS`` (live sessions) | ``50`` |
 | max_sandboxes | ``ORCHESTRATOR_MAX_SANDBOXES`` (sandboxes owned) | ``50`` |
+| max_sandboxes_per_host | ``ORCHESTRATOR_MAX_SANDBOXES_PER_HOST`` (one engine) | ``0`` (off) |
 | min_free_memory_mb | ``ORCHESTRATOR_MIN_FREE_MEMORY_MB`` (to start a session) | ``512`` |
 | trusted_proxies | ``ORCHESTRATOR_TRUSTED_PROXIES`` (IPs/CIDRs, comma-separated) | none |
 | rate_limit | ``ORCHESTRATOR_RATE_LIMIT`` (per client IP, every route) | ``600/60`` |
@@ -111,6 +112,7 @@ class Settings:
     # Limits (orchestrator.api._limits): caps, admission, rate limits per client.
     max_sessions: int = 50
     max_sandboxes: int = 50
+    max_sandboxes_per_host: int = 0  # with docker_hosts: running sandboxes on one engine
     min_free_memory_mb: int = 512
     trusted_proxies: tuple[str, ...] = ()
     rate_limit: tuple[int, float] | None = (600, 60.0)
@@ -151,6 +153,7 @@ class Settings:
             ("ELECTRIC_DASHBOARD_URL", "electric_dashboard_url"),
             ("ORCHESTRATOR_MAX_SESSIONS", "max_sessions"),
             ("ORCHESTRATOR_MAX_SANDBOXES", "max_sandboxes"),
+            ("ORCHESTRATOR_MAX_SANDBOXES_PER_HOST", "max_sandboxes_per_host"),
             ("ORCHESTRATOR_MIN_FREE_MEMORY_MB", "min_free_memory_mb"),
             ("ORCHESTRATOR_TRUSTED_PROXIES", "trusted_proxies"),
             ("ORCHESTRATOR_RATE_LIMIT", "rate_limit"),
@@ -207,6 +210,7 @@ def _check_limits(values: dict[str, Any]) -> None:
     for key, env in (
         ("max_sessions", "ORCHESTRATOR_MAX_SESSIONS"),
         ("max_sandboxes", "ORCHESTRATOR_MAX_SANDBOXES"),
+        ("max_sandboxes_per_host", "ORCHESTRATOR_MAX_SANDBOXES_PER_HOST"),
         ("min_free_memory_mb", "ORCHESTRATOR_MIN_FREE_MEMORY_MB"),
     ):
         if key in values:

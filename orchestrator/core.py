@@ -356,6 +356,7 @@ class Orchestrator:
                     claude_binary=bundled_claude_cli(),
                     codex_binary=codex_binary(),
                     hosts=self.settings.docker_hosts,
+                    max_per_host=self.settings.max_sandboxes_per_host or None,
                 )
                 await stack.enter_async_context(self._provider)
             self._system = await stack.enter_async_context(ActorSystem(shutdown_timeout=60))

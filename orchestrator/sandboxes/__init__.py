@@ -73,13 +73,15 @@ async def make_provider(
     limiter: trio.CapacityLimiter | None = None,
     client: docker.DockerClient | None = None,
     hosts: Sequence[str] = (),
+    max_per_host: int | None = None,
 ) -> SandboxProvider:
     """A provider of ``kind``. ``auto``: Docker when an engine answers (``client``, or
     the one the environment names), else local sandboxes under ``root``. ``root`` is
     needed whenever the answer may be local; the Docker options are ignored there.
 
     ``hosts`` (``DOCKER_HOST`` values): Docker is a :class:`MultiDockerProvider` over
-    those engines, which answers when one of them does (the others are retried on use).
+    those engines, which answers when one of them does (the others are retried on use),
+    with at most ``max_per_host`` running sandboxes on one engine.
 
     Raises SandboxError for ``docker`` without an engine, ValueError for a bad kind or a
     missing root."""
@@ -96,6 +98,7 @@ async def make_provider(
             claude_binary=claude_binary,
             codex_binary=codex_binary,
             limiter=limiter,
+            max_per_host=max_per_host,
         )
         try:
             await multi.connect()

@@ -95,13 +95,18 @@ class HostStatus:
         return self.memory_total - self.memory_reserved
 
 
-def place(hosts: Sequence[HostStatus], max_per_host: int | None = None) -> int | None:
+def place(
+    hosts: Sequence[HostStatus], max_per_host: int | None = None, *, need: int = 0
+) -> int | None:
     """The index of the engine a new sandbox goes to, or None when none can take it:
-    among those up and under ``max_per_host``, the most free memory, then the fewest
-    sandboxes, then the first."""
+    among those up, under ``max_per_host`` and with ``need`` bytes of memory free (when
+    the engine's memory is known), the most free memory, then the fewest sandboxes,
+    then the first."""
     best: int | None = None
     for index, host in enumerate(hosts):
         if not host.up or (max_per_host is not None and host.sandboxes >= max_per_host):
+            continue
+        if need and host.memory_total and host.memory_free < need:
             continue
         if best is None or (host.memory_free, -host.sandboxes) > (
             hosts[best].memory_free,
@@ -487,11 +492,11 @@ class MultiDockerProvider(SandboxProvider):
                     else status
                     for index, status in enumerate(found)
                 ]
-                index = place(statuses, self.max_per_host)
+                index = place(statuses, self.max_per_host, need=spec.memory_bytes or 0)
                 if index is None:
                     raise SandboxError(
                         f"no Docker engine can take the sandbox of {session_id}: "
-                        + "; ".join(self._why_not(status) for status in statuses)
+                        + "; ".join(self._why_not(status, spec) for status in statuses)
                     )
                 host = self._hosts[index]
                 assert host.provider is not None
@@ -513,10 +518,15 @@ class MultiDockerProvider(SandboxProvider):
             logger.info("sandbox %s: on Docker host %s", session_id, host.url)
             return sandbox
 
-    def _why_not(self, status: HostStatus) -> str:
+    def _why_not(self, status: HostStatus, spec: SandboxSpec) -> str:
         if not status.up:
             return f"{status.url} is down ({status.reason or 'left out'})"
-        return f"{status.url} runs {status.sandboxes} (at most {self.max_per_host})"
+        if self.max_per_host is not None and status.sandboxes >= self.max_per_host:
+            return f"{status.url} runs {status.sandboxes} (at most {self.max_per_host})"
+        return (
+            f"{status.url} has {status.memory_free // 2**20} MiB free, "
+            f"{(spec.memory_bytes or 0) // 2**20} MiB needed"
+        )
 
     async def attach(self, session_id: str) -> DockerSandbox | None:
         await self._maintain()

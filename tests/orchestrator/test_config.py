@@ -49,8 +49,16 @@ def test_environment_then_flags() -> None:
         ("MAX_SESSION_COST_USD", "-1", "must be > 0"),
         ("MAX_SESSION_COST_USD", "five", "must be a number"),
         ("ORCHESTRATOR_MODE", "prod", "must be one of dev, production"),
+        ("ORCHESTRATOR_MAX_SANDBOXES_PER_HOST", "-1", "must be >= 0"),
+        ("ORCHESTRATOR_MAX_SANDBOXES_PER_HOST", "many", "must be a whole number"),
     ],
 )
 def test_bad_values_are_refused_clearly(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({key: value})
+
+
+def test_the_count_limit_per_docker_host() -> None:
+    assert Settings.from_env({}).max_sandboxes_per_host == 0  # off
+    limited = Settings.from_env({"ORCHESTRATOR_MAX_SANDBOXES_PER_HOST": "3"})
+    assert limited.max_sandboxes_per_host == 3

@@ -63,8 +63,13 @@ def test_placement_takes_the_most_free_memory_then_the_fewest_then_the_first() -
     assert place([host("a", 3, 0), host("b", 2, 6 * GiB)], max_per_host=3) == 1
     assert place([host("a", 3, 0), host("b", 3, 0)], max_per_host=3) is None
     assert place([]) is None
-    # Memory ranks, it does not refuse: over-committed is last, not out.
+    # Memory ranks; with nothing needed, over-committed is last, not out.
     assert place([host("a", 9, 20 * GiB), host("b", 9, 30 * GiB)]) == 0
+    # A sandbox's memory limit must fit what is free, where the engine's memory is known.
+    assert place([host("a", 0, 7 * GiB), host("b", 0, 7 * GiB)], need=2 * GiB) is None
+    assert place([host("a", 0, 7 * GiB), host("b", 4, 6 * GiB)], need=2 * GiB) == 1
+    unknown = HostStatus("c", up=True, sandboxes=0, memory_total=0)
+    assert place([unknown], need=2 * GiB) == 0
 
 
 def test_the_docker_hosts_setting() -> None:
