@@ -95,6 +95,14 @@ def _infra_env(choice: Mapping[str, Any]) -> dict[str, str]:
     return {env: str(choice[key]) for key, env in names.items() if isinstance(choice.get(key), str)}
 
 
+def _why(exc: BaseException) -> str:
+    """What went wrong, said plainly: the first error inside nested exception groups
+    (trio's nurseries wrap what their tasks raise)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
+
+
 def _input_key(tool_input: Mapping[str, Any]) -> str:
     return json.dumps(tool_input, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -631,7 +639,7 @@ class SessionActor(Actor):
             except Exception as exc:
                 logger.exception("session %s failed", self.config.session_id)
                 try:
-                    await self._report(Fail(str(exc) or type(exc).__name__))
+                    await self._report(Fail(_why(exc)))
                 except ActorStopped:
                     pass
 
@@ -847,7 +855,7 @@ class SessionActor(Actor):
             except Exception as exc:
                 if self._ended or prompts.statistics().open_send_channels == 0:
                     return
-                reason = str(exc) or type(exc).__name__
+                reason = _why(exc)
                 with trio.move_on_after(30):
                     alive = await sandbox.is_alive()
                 if not alive:
