@@ -25,6 +25,7 @@ __all__ = [
     "ChildSpec",
     "CrashReport",
     "Restart",
+    "RestartIntensity",
     "StartChild",
     "StopChild",
     "Strategy",
@@ -156,6 +157,27 @@ def _specs(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:
     return specs
 
 
+@attrs.define
+class RestartIntensity:
+    """How often something may be restarted: at most ``max_restarts`` restarts within
+    any ``within`` seconds (trio's clock). The supervisor's rule, for whoever restarts
+    things itself (a session restarting its agent process)."""
+
+    max_restarts: int = attrs.field(default=3, validator=attrs.validators.ge(0))
+    within: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    _times: deque[float] = attrs.field(factory=deque, init=False, repr=False)
+
+    def exceeded(self) -> bool:
+        """Count one restart; True if that makes more than ``max_restarts`` within the
+        window (then the caller gives up instead)."""
+        now = trio.current_time()
+        times = self._times
+        times.append(now)
+        while times and times[0] <= now - self.within:
+            times.popleft()
+        return len(times) > self.max_restarts
+
+
 @attrs.define(eq=False)
 class Supervisor(Actor):
     """An actor that runs children in its own nursery and restarts them by policy.
@@ -183,7 +205,13 @@ class Supervisor(Actor):
     on_crash: Callable[[CrashReport], None] | None = None
 
     _slots: list[_Slot] = attrs.field(factory=list, init=False, repr=False)
-    _restart_times: deque[float] = attrs.field(factory=deque, init=False, repr=False)
+    _intensity: RestartIntensity = attrs.field(
+        default=attrs.Factory(
+            lambda self: RestartIntensity(self.max_restarts, self.within), takes_self=True
+        ),
+        init=False,
+        repr=False,
+    )
 
     mailbox_size = 256
     refusals = (Refused, SpawnError, NameTaken)
@@ -358,12 +386,7 @@ class Supervisor(Actor):
     def _intensity_exceeded(self) -> bool:
         """Count one restart; true if that makes more than max_restarts within the
         window."""
-        now = trio.current_time()
-        times = self._restart_times
-        times.append(now)
-        while times and times[0] <= now - self.within:
-            times.popleft()
-        return len(times) > self.max_restarts
+        return self._intensity.exceeded()
 
     def _give_up(self) -> RestartIntensityExceeded:
         return RestartIntensityExceeded(

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import docker
+import pytest
 import trio
 
+from orchestrator.bridges.codex_cli import CODEX_VERSION, codex_binary
 from orchestrator.sandboxes import SandboxError, connect_engine
 
 BUSYBOX_IMAGE = "agent-orchestrator/busybox:1"
@@ -21,6 +24,21 @@ T = TypeVar("T")
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def codex_cli() -> Path:
+    """The pinned Codex binary; skips the test when it is not installed (fails in CI,
+    where a missing part is a failure)."""
+    path = codex_binary()
+    if path is None:
+        reason = (
+            f"the Codex CLI {CODEX_VERSION} is not installed in vendor/codex "
+            "(bash scripts/setup installs it when npm is present)"
+        )
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
 
 
 def connect() -> tuple[docker.DockerClient | None, str]:

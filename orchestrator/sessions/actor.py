@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import math
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,7 +28,7 @@ from claude_agent_sdk import (
     ToolPermissionContext,
 )
 
-from actors import Actor, ActorRef, ActorStopped, Refused, shielded
+from actors import Actor, ActorRef, ActorStopped, Refused, RestartIntensity, shielded
 from transport import AppendRequest, CreateRequest, Store, StreamError
 
 from .. import events as ev
@@ -845,7 +844,7 @@ class SessionActor(Actor):
         """Run the agent in ``sandbox``, and start it again (resuming its conversation)
         when its process stops while the sandbox lives: at most ``AGENT_RESTARTS``
         times in ``AGENT_RESTART_WINDOW`` seconds, then the session fails."""
-        restarts: deque[float] = deque()
+        intensity = RestartIntensity(AGENT_RESTARTS, AGENT_RESTART_WINDOW)
         while True:
             try:
                 await self._drive_once(sandbox, prompt, prompts)
@@ -860,15 +859,11 @@ class SessionActor(Actor):
                     alive = await sandbox.is_alive()
                 if not alive:
                     raise SandboxError(f"the sandbox is gone ({reason})") from exc
-                now = trio.current_time()
-                while restarts and now - restarts[0] > AGENT_RESTART_WINDOW:
-                    restarts.popleft()
-                if len(restarts) >= AGENT_RESTARTS:
+                if intensity.exceeded():
                     raise RuntimeError(
-                        f"the agent process stopped {len(restarts) + 1} times within "
+                        f"the agent process stopped {AGENT_RESTARTS + 1} times within "
                         f"{AGENT_RESTART_WINDOW:g}s; last: {reason}"
                     ) from exc
-                restarts.append(now)
                 logger.warning("session %s: agent stopped: %s", self.config.session_id, reason)
                 await self._report(_AgentRestarting(reason))
                 if self._resume_id:

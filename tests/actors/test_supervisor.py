@@ -20,6 +20,7 @@ from actors import (
     NameTaken,
     Refused,
     Restart,
+    RestartIntensity,
     RestartIntensityExceeded,
     SpawnError,
     Strategy,
@@ -326,3 +327,17 @@ def test_child_spec_needs_a_factory_for_restartable_children() -> None:
     assert ChildSpec.of(Recorder(), restart=Restart.TEMPORARY).restart is Restart.TEMPORARY
     with pytest.raises(ValueError, match=r"^mailbox_size must be an int >= 1, not 0$"):
         ChildSpec(factory=Recorder, mailbox_size=0)
+
+
+async def test_restart_intensity_counts_restarts_in_a_sliding_window(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    intensity = RestartIntensity(max_restarts=2, within=10.0)
+    assert not intensity.exceeded()
+    await trio.sleep(4)
+    assert not intensity.exceeded()
+    await trio.sleep(4)
+    assert intensity.exceeded()  # a third within 10 s
+    await trio.sleep(6.5)  # the first two have left the window
+    assert not intensity.exceeded()
+    assert RestartIntensity(max_restarts=0, within=1.0).exceeded()

@@ -39,7 +39,6 @@ from orchestrator.bridges.codex import (
     build_argv,
     default_codex_home,
 )
-from orchestrator.bridges.codex_cli import codex_binary
 from orchestrator.bridges.prices import (
     DEFAULT_PRICE,
     PRICES,
@@ -59,7 +58,7 @@ from orchestrator.sandboxes.base import (
     SandboxError,
 )
 
-from ..docker_support import in_ci, off_loop
+from ..docker_support import codex_cli, off_loop
 from ..sandboxes.conftest import docker_leftovers, remove_docker_leftovers
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "codex"
@@ -802,13 +801,7 @@ async def test_default_codex_home_and_bad_homes() -> None:
 
 @pytest.fixture
 def codex() -> Path:
-    found = codex_binary()
-    if found is None:
-        reason = "no codex binary: run scripts/setup (npm @openai/codex@0.169.0)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return codex_cli()
 
 
 # The scenarios of tests/data/codex (its README), played by the real CLI.

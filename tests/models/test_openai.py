@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 
 from orchestrator.bridges.codex_cli import (
     BINARY_ENV,
-    CODEX_VERSION,
     OFFLINE_MODEL,
     codex_binary,
     offline_args,
@@ -55,7 +54,7 @@ from orchestrator.models import (
 )
 from orchestrator.models._openai import response_side_turn
 
-from ..docker_support import in_ci
+from ..docker_support import codex_cli
 from .test_wire import main_body
 
 REPO = Path(__file__).resolve().parents[2]
@@ -600,16 +599,7 @@ def test_codex_binary_honours_the_environment(tmp_path: Path) -> None:
 @pytest.fixture
 def codex() -> Path:
     """The Codex binary; skips the test when it is not installed (fails in CI)."""
-    path = codex_binary()
-    if path is None:
-        reason = (
-            f"the Codex CLI {CODEX_VERSION} is not installed in vendor/codex "
-            "(bash scripts/setup installs it when npm is present)"
-        )
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return codex_cli()
 
 
 @pytest.fixture

@@ -11,23 +11,17 @@ from pathlib import Path
 import pytest
 import trio
 
-from orchestrator.bridges.codex_cli import codex_binary
 from orchestrator.core import bundled_claude_cli
 from orchestrator.models import ToolCall, Turn, Usage
 from orchestrator.sandboxes import DockerProvider, LocalProvider, SandboxProvider
 
-from ..docker_support import in_ci
+from ..docker_support import codex_cli
 from .support import READY, closed, ended, messages, prompts_of, room_until, scripted_room
 
 
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
 def provider(request: pytest.FixtureRequest, tmp_path: Path) -> SandboxProvider:
-    codex = codex_binary()
-    if codex is None:
-        reason = "no codex binary: run scripts/setup (npm @openai/codex@0.169.0)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    codex = codex_cli()
     if request.param == "local":
         return LocalProvider(
             "test-server",

@@ -15,11 +15,22 @@ import trio
 
 from orchestrator import events as ev
 from orchestrator.core import OrchestratorError, Session, bundled_claude_cli
-from orchestrator.models import ModelServer, Turn, Usage
+from orchestrator.models import ModelServer, Turn, Usage, open_model_server
 from orchestrator.sandboxes.base import Sandbox, SandboxError, SandboxSpec
 from orchestrator.sandboxes.local import LocalProvider
 
-from .support import DONE, WRITE_FILE, collect_until, scripted, types_of, wait_status
+from ..docker_support import codex_cli
+from .support import (
+    AGENT_KEY,
+    DONE,
+    WRITE_FILE,
+    collect_until,
+    orchestrator_on,
+    script,
+    scripted,
+    types_of,
+    wait_status,
+)
 
 
 def local(tmp_path: Path) -> LocalProvider:
@@ -157,9 +168,10 @@ async def test_cancel_during_creation_leaves_nothing(tmp_path: Path) -> None:
         assert not end.success
 
 
-def agent_pids(session_id: str) -> list[int]:
-    """The session's Claude Code processes, seen from the host (each exec of a local
-    sandbox has a PID namespace of its own: a pkill inside one sees only itself)."""
+def agent_pids(session_id: str, program: bytes = b"/claude") -> list[int]:
+    """The session's Claude Code (or ``program``) processes, seen from the host (each
+    exec of a local sandbox has a PID namespace of its own: a pkill inside one sees
+    only itself)."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -169,18 +181,20 @@ def agent_pids(session_id: str) -> list[int]:
             environ = Path(f"/proc/{name}/environ").read_bytes()
         except OSError:
             continue
-        if argv[0].endswith(b"/claude") and session_id.encode() in environ:
+        if argv[0].endswith(program) and session_id.encode() in environ:
             found.append(int(name))
     return found
 
 
-async def kill_agent(session: Session, models: ModelServer, turns: int) -> None:
+async def kill_agent(
+    session: Session, models: ModelServer, turns: int, program: bytes = b"/claude"
+) -> None:
     """Wait until the agent asked the model for its turn ``turns`` (so that the turn is
     taken), then kill -9 its process."""
     with trio.fail_after(30):
         while len(models.main_requests()) < turns:  # noqa: ASYNC110 - no event to wait on
             await trio.sleep(0.05)
-        while not (pids := agent_pids(session.id)):  # noqa: ASYNC110 - /proc has no event
+        while not (pids := agent_pids(session.id, program)):  # noqa: ASYNC110 - no event
             await trio.sleep(0.05)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -211,6 +225,44 @@ async def test_a_killed_agent_is_started_again_and_resumes(tmp_path: Path) -> No
         assert texts == ["After the restart."]
         # a new process, resuming the conversation: the first exchange came with it
         assert "First." in json.dumps(models.main_requests()[-1].messages)
+
+
+async def test_a_killed_codex_agent_is_started_again_and_resumes_its_thread(
+    tmp_path: Path,
+) -> None:
+    codex = codex_cli()
+    provider = LocalProvider(
+        "test-server",
+        tmp_path / "sandboxes",
+        claude_binary=bundled_claude_cli(),
+        codex_binary=codex,
+    )
+    slow_turn = Turn.text("Never said.", delay=60.0)
+    async with (
+        open_model_server(script("First.", slow_turn, "After the restart.")) as models,
+        orchestrator_on(
+            models,
+            tmp_path / "data",
+            provider,
+            openai_base_url=models.openai_base_url,
+            openai_api_key=AGENT_KEY,
+        ) as orch,
+    ):
+        session = await orch.create_session("x", freeform=True, agent="codex")
+        first = await collect_until(session, "session_end")
+        await session.send("take your time")
+        await kill_agent(session, models, 2, program=b"/codex")
+        lost = await collect_until(session, "log", offset=first[-1].offset)
+        ends = [i.event for i in lost if isinstance(i.event, ev.SessionEnd)]
+        assert [e.success for e in ends] == [False]  # the turn in progress is lost
+        assert "started again" in lost[-1].raw["message"]
+        await wait_status(session, "complete")
+        await session.send("and now?")
+        after = await collect_until(session, "session_end", offset=lost[-1].offset)
+        texts = [i.event.text for i in after if isinstance(i.event, ev.AssistantMessage)]
+        assert texts == ["After the restart."]
+        # a new process on the same thread: the first exchange came with it
+        assert "First." in json.dumps(models.main_requests()[-1].body)
 
 
 async def test_an_agent_killed_too_often_fails_the_session(tmp_path: Path) -> None:
