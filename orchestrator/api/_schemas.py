@@ -219,6 +219,7 @@ OFFSET = text(SHORT)
 SSE_QUERY = {"offset": OFFSET}
 SSE_HEADERS = {"Last-Event-ID": OFFSET}
 PARTICIPANT_HEADERS = {"X-Participant-Id": text(SHORT), "X-Participant-Name": text(SHORT)}
+GH_HEADERS = {"X-GH-Token": text(KEY)}  # the caller's GitHub token (none: empty lists)
 
 
 @attrs.frozen
@@ -362,13 +363,14 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", f"{R}/respond", "room_respond", "Answer a participant's gate", auth=ROOM,
        body=ROOM_RESPOND, headers=PARTICIPANT_HEADERS, tag="rooms",
        responses={403: "Not a participant", 409: "Already answered or ended"}),
-    # -- GitHub (the caller's X-GH-Token is not declared: fuzzing would reach github.com)
+    # -- GitHub (the tests fuzz these against a fake GitHub, not github.com)
     _r("GET", "/api/github/accounts", "github_accounts", "The caller's GitHub accounts",
-       tag="github", responses={403: "Production mode"}),
+       headers=GH_HEADERS, tag="github", responses={403: "Production mode"}),
     _r("GET", "/api/github/repos", "github_repos", "The caller's repositories (50)",
-       tag="github", responses={403: "Production mode"}),
+       headers=GH_HEADERS, tag="github", responses={403: "Production mode"}),
     _r("GET", "/api/github/repos/<owner>/<repo>/branches", "github_branches",
-       "A repository's branches", tag="github", responses={403: "Production mode"}),
+       "A repository's branches", headers=GH_HEADERS, tag="github",
+       responses={403: "Production mode"}),
     _r("POST", f"{S}/github-token", "github_token",
        "A GitHub token scoped to the session's repository", auth=("git",), tag="github",
        responses={404: "No repository or no GitHub App", 409: "The session ended",

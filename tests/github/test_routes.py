@@ -23,6 +23,7 @@ from orchestrator.github.repo import RepoRef, create_session_repository, record_
 from orchestrator.sandboxes.base import Sandbox
 from orchestrator.tokens import Purpose
 
+from ..api.test_openapi import GITHUB_LISTING, run_schemathesis
 from .support import FEATURE, MALLORY, OCTOCAT, README, SECRET, github_api, wait_until_idle
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
@@ -534,3 +535,35 @@ async def test_a_new_project_gets_its_repository_and_pushes_to_it(
         info = await api.orch.session_info(taken)
         assert info is not None
         assert "githubRepo" not in info
+
+
+# -- bad input, systematically ---------------------------------------------------------
+
+
+async def test_schemathesis_over_the_github_routes_finds_no_server_error(
+    fake: FakeGitHub, github: GitHubSettings, tmp_path: Path
+) -> None:
+    """The GitHub routes of the OpenAPI document, fuzzed against a real server whose
+    GitHub is the fake: any X-GH-Token (the fake refuses what it does not know), any
+    owner, repository and branch, the token route with the session's git token, the
+    resume route with any body. No server error."""
+    async with github_api(tmp_path, github, max_sessions=4) as api:
+        session = await api.orch.create_session("hello", freeform=True)
+        await wait_until_idle(api.orch, session.id)
+        await record_repository(api.orch, session.id, RepoRef("octo-org", "secret", fake.web_url))
+        git = api.orch.signer.token(Purpose.GIT, session.id)
+        capacity = {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]}}
+        blocks: list[dict[str, Any]] = [
+            {"include-operation-id": "github_token", "parameters": {"session_id": session.id},
+             "headers": {"Authorization": f"Bearer {git}"}},
+            {"include-operation-id": "resume_session", "checks": capacity},
+            {"include-operation-id": "github_branches",
+             "parameters": {"owner": "octo-org", "repo": "hello"}},
+        ]  # fmt: skip
+        await run_schemathesis(
+            api.url,
+            tmp_path / "schemathesis",
+            blocks,
+            include=(*GITHUB_LISTING, "github_token", "resume_session"),
+        )
+        assert (await api.client.get("/api/health")).status_code == 200
