@@ -123,8 +123,26 @@ async def until_status(
             await trio.sleep(0.1)
 
 
-async def test_a_killed_server_comes_back_with_every_session(
+@pytest.fixture
+async def data(
     tmp_path: Path, docker_client: docker.DockerClient, docker_limiter: trio.CapacityLimiter
+) -> AsyncIterator[Path]:
+    """The servers' data directory. What they left in Docker is removed afterwards,
+    pass or fail: after a kill -9 it waits for the next start on this directory, and a
+    test that failed in between would leave it to the tests after it."""
+    data = tmp_path / "data"
+    yield data
+    server_id = data / "server-id"
+    if server_id.exists():
+        found = server_id.read_text().strip()
+        await off_loop(docker_limiter, partial(remove_docker_leftovers, docker_client, found))
+
+
+async def test_a_killed_server_comes_back_with_every_session(
+    tmp_path: Path,
+    data: Path,
+    docker_client: docker.DockerClient,
+    docker_limiter: trio.CapacityLimiter,
 ) -> None:
     hi = Turn(blocks=(ToolCall("Bash", {"command": "echo hi > hi.txt"}),))
     # Killed at a gate. The old agent process of the tool call goes on alone once its
@@ -147,7 +165,6 @@ async def test_a_killed_server_comes_back_with_every_session(
         agents={**at_a_gate, **in_a_room},
         default=AgentScript.of("First answer.", "Second answer."),
     )
-    data = tmp_path / "data"
     async with open_model_server(script) as models:
         sessions: dict[str, str] = {}  # id -> token
         keys: dict[str, str] = {}  # id -> its agent's key (its script)
