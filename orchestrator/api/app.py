@@ -222,20 +222,21 @@ def create_api(
         the gate expires; the answer goes back as the tool's pre-filled input."""
         gate_id = f"ask_user_question:{event.tool_use_id}"
         questions = event.questions or []
-        try:
-            gate = await orch.gates.open(
-                session_id,
-                "ask_user_question",
-                gate_id,
-                request={"toolUseId": event.tool_use_id, "questions": questions},
-            )
-        except GateExists:
-            found = orch.gates.get(session_id, gate_id)
-            if found is None:
-                return None
-            gate = found
+        # needsInput before the gate opens: whoever sees the gate sees the flag too
         await orch.registry.ask(UpdateSession(session_id, {"needsInput": True}))
         try:
+            try:
+                gate = await orch.gates.open(
+                    session_id,
+                    "ask_user_question",
+                    gate_id,
+                    request={"toolUseId": event.tool_use_id, "questions": questions},
+                )
+            except GateExists:
+                found = orch.gates.get(session_id, gate_id)
+                if found is None:
+                    return None
+                gate = found
             outcome = await gate.wait()
         finally:
             await orch.registry.ask(UpdateSession(session_id, {"needsInput": False}))

@@ -219,6 +219,12 @@ class ClaudeAgent:
                 # ends the SDK's message stream, so the pump finishes by itself
                 await self._disconnect(client)
                 disconnected = True
+        except BaseExceptionGroup as group:
+            # the error itself (the pump's, a bad line), not trio's group around it
+            lone = group.exceptions[0] if len(group.exceptions) == 1 else None
+            if isinstance(lone, Exception) and not isinstance(lone, BaseExceptionGroup):
+                raise lone from None
+            raise
         finally:
             self._client = None
             if not disconnected:

@@ -94,14 +94,6 @@ def _infra_env(choice: Mapping[str, Any]) -> dict[str, str]:
     return {env: str(choice[key]) for key, env in names.items() if isinstance(choice.get(key), str)}
 
 
-def _why(exc: BaseException) -> str:
-    """What went wrong, said plainly: the first error inside nested exception groups
-    (trio's nurseries wrap what their tasks raise)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return str(exc) or type(exc).__name__
-
-
 def _input_key(tool_input: Mapping[str, Any]) -> str:
     return json.dumps(tool_input, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -542,8 +534,7 @@ class SessionActor(Actor):
         try:
             if self._refused:
                 await self._tell_refused()
-            body = json.dumps([event.to_json(source)], separators=(",", ":")).encode()
-            await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
+            await self._append([event], source)
         except (StreamError, UnicodeEncodeError) as exc:
             self._refused += 1
             self._refusal = str(exc)
@@ -556,6 +547,11 @@ class SessionActor(Actor):
                 self._retelling = True
                 self.ctx.nursery.start_soon(self._retell)
             raise
+
+    async def _append(self, events: list[ev.Event], source: ev.Source) -> None:
+        """The events as one append to the session's stream."""
+        body = json.dumps([e.to_json(source) for e in events], separators=(",", ":")).encode()
+        await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
 
     async def _retell(self) -> None:
         """Until the store takes writes again: what was lost is told then, even when
@@ -585,8 +581,7 @@ class SessionActor(Actor):
         ]
         if lost_end:
             told.append(ev.SessionEnd(success=False))
-        body = json.dumps([e.to_json("server") for e in told], separators=(",", ":")).encode()
-        await self.store.append(self.path, AppendRequest(body=body, content_type=JSON))
+        await self._append(told, "server")
         self._refused, self._lost_turn_end, self._stopping = 0, False, False
         await self._set_status(self.status, **({"ended": True} if self._ended else {}))
 
@@ -638,7 +633,7 @@ class SessionActor(Actor):
             except Exception as exc:
                 logger.exception("session %s failed", self.config.session_id)
                 try:
-                    await self._report(Fail(_why(exc)))
+                    await self._report(Fail(str(exc) or type(exc).__name__))
                 except ActorStopped:
                     pass
 
@@ -828,7 +823,7 @@ class SessionActor(Actor):
     ) -> None:
         try:
             said = await after_setup(sandbox, self.config.project_name, choice)
-        except (ActorStopped, trio.Cancelled):
+        except ActorStopped:
             raise
         except Exception as exc:
             logger.warning("session %s: after setup: %r", self.config.session_id, exc)
@@ -854,7 +849,7 @@ class SessionActor(Actor):
             except Exception as exc:
                 if self._ended or prompts.statistics().open_send_channels == 0:
                     return
-                reason = _why(exc)
+                reason = str(exc) or type(exc).__name__
                 with trio.move_on_after(30):
                     alive = await sandbox.is_alive()
                 if not alive:
